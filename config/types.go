@@ -1,0 +1,192 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole deskrelay configuration, as decoded from one YAML file
+// with DESKRELAY_* environment overrides applied. Load returns it validated;
+// the zero value is not useful, use [Default] for the defaults.
+type Config struct {
+	// DataDir holds the embedded NATS store and other local state.
+	DataDir    string               `mapstructure:"data_dir"`
+	Log        Log                  `mapstructure:"log"`
+	HTTP       HTTP                 `mapstructure:"http"`
+	NATS       NATS                 `mapstructure:"nats"`
+	Pipeline   Pipeline             `mapstructure:"pipeline"`
+	Connectors map[string]Connector `mapstructure:"connectors"`
+	Profiles   Profiles             `mapstructure:"profiles"`
+	Routing    Routing              `mapstructure:"routing"`
+
+	// file is the path the config was read from; pos maps key paths to
+	// positions in it (see Errorf).
+	file string
+	pos  map[string]position
+	env  map[string]string
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // json or console
+}
+
+// HTTP configures the webhook and operations listener.
+type HTTP struct {
+	Listen          string        `mapstructure:"listen"`
+	MaxBodyBytes    int64         `mapstructure:"max_body_bytes"`
+	ReadTimeout     time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout    time.Duration `mapstructure:"write_timeout"`
+	IdleTimeout     time.Duration `mapstructure:"idle_timeout"`
+	PublishTimeout  time.Duration `mapstructure:"publish_timeout"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	RetryAfter      time.Duration `mapstructure:"retry_after"`
+}
+
+// NATS configures the connection to NATS, or the embedded server when URL
+// is empty, and the JetStream streams and buckets deskrelay provisions.
+type NATS struct {
+	// URL of an external server or cluster (comma-separated); empty starts
+	// the embedded server.
+	URL            string        `mapstructure:"url"`
+	Embedded       Embedded      `mapstructure:"embedded"`
+	User           string        `mapstructure:"user"`
+	Password       Secret        `mapstructure:"password"`
+	Token          Secret        `mapstructure:"token"`
+	CredsFile      string        `mapstructure:"creds_file"`
+	TLS            TLS           `mapstructure:"tls"`
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	SubjectPrefix  string        `mapstructure:"subject_prefix"`
+	Streams        Streams       `mapstructure:"streams"`
+	ProfilesBucket string        `mapstructure:"profiles_bucket"`
+	KVReplicas     int           `mapstructure:"kv_replicas"`
+}
+
+// Embedded configures the in-process NATS server.
+type Embedded struct {
+	// Listen is the client address downstream consumers connect to;
+	// "" or "none" means in-process connections only.
+	Listen   string `mapstructure:"listen"`
+	StoreDir string `mapstructure:"store_dir"` // default <data_dir>/jetstream
+	// SyncInterval is how often JetStream fsyncs: a duration, or "always"
+	// to fsync every write.
+	SyncInterval string `mapstructure:"sync_interval"`
+	MaxMemory    int64  `mapstructure:"max_memory"`
+	MaxStore     int64  `mapstructure:"max_store"`
+}
+
+// TLS configures client TLS towards an external NATS.
+type TLS struct {
+	CAFile   string `mapstructure:"ca_file"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// Streams configures the three JetStream streams.
+type Streams struct {
+	Ingest Stream `mapstructure:"ingest"`
+	Routed Stream `mapstructure:"routed"`
+	DLQ    Stream `mapstructure:"dlq"`
+}
+
+// Stream configures one JetStream stream.
+type Stream struct {
+	Name            string        `mapstructure:"name"`
+	Retention       string        `mapstructure:"retention"` // limits, interest, workqueue
+	MaxAge          time.Duration `mapstructure:"max_age"`
+	MaxBytes        int64         `mapstructure:"max_bytes"`
+	Replicas        int           `mapstructure:"replicas"`
+	DuplicateWindow time.Duration `mapstructure:"duplicate_window"`
+	Storage         string        `mapstructure:"storage"` // file or memory
+}
+
+// Pipeline configures the processing stage that reads the ingest stream.
+type Pipeline struct {
+	Durable       string        `mapstructure:"durable"`
+	MaxDeliver    int           `mapstructure:"max_deliver"`
+	AckWait       time.Duration `mapstructure:"ack_wait"`
+	MaxAckPending int           `mapstructure:"max_ack_pending"`
+	Workers       int           `mapstructure:"workers"`
+	RetryDelay    time.Duration `mapstructure:"retry_delay"`
+}
+
+// Connector configures one named source. Type selects the vendor package;
+// Options holds the vendor-specific keys, which that package decodes and
+// checks (keys are reported under connectors.<name>.<key>).
+type Connector struct {
+	Type         string         `mapstructure:"type"`
+	Auth         Auth           `mapstructure:"auth"`
+	MaxBodyBytes int64          `mapstructure:"max_body_bytes"`
+	Options      map[string]any `mapstructure:",remain"`
+}
+
+// Auth configures how a webhook request is authenticated.
+type Auth struct {
+	// Type is none, bearer, basic or hmac.
+	Type     string `mapstructure:"type"`
+	Token    Secret `mapstructure:"token"`    // bearer
+	Username string `mapstructure:"username"` // basic
+	Password Secret `mapstructure:"password"` // basic
+	Secret   Secret `mapstructure:"secret"`   // hmac key
+	// Header carries the HMAC signature (default X-Deskrelay-Signature).
+	Header string `mapstructure:"header"`
+	// Encoding of the HMAC signature: hex or base64.
+	Encoding string `mapstructure:"encoding"`
+	// Prefix before the signature in the header, e.g. "sha256=".
+	Prefix string `mapstructure:"prefix"`
+}
+
+// Profiles configures the profile directory and the per-profile hints.
+type Profiles struct {
+	// File seeds the KV directory at start (CSV, JSON or YAML by extension).
+	File string `mapstructure:"file"`
+	// Scale is the top of the competence/attitude score scale (bottom 0).
+	Scale float64 `mapstructure:"scale"`
+	// CompetenceThreshold and AttitudeThreshold split the quadrant: a score
+	// at or above the threshold is "high competence" / "fixes it myself".
+	CompetenceThreshold float64                 `mapstructure:"competence_threshold"`
+	AttitudeThreshold   float64                 `mapstructure:"attitude_threshold"`
+	LookupTimeout       time.Duration           `mapstructure:"lookup_timeout"`
+	Hints               map[string]ProfileHints `mapstructure:"hints"`
+}
+
+// ProfileHints overrides the built-in hints of one profile. Empty fields
+// keep the built-in value.
+type ProfileHints struct {
+	CommunicationStyle string   `mapstructure:"communication_style"`
+	Language           string   `mapstructure:"language"`
+	PreferredChannels  []string `mapstructure:"preferred_channels"`
+	Do                 []string `mapstructure:"do"`
+	Avoid              []string `mapstructure:"avoid"`
+	StatusUpdateEvery  string   `mapstructure:"status_update_every"`
+	VirtualAgent       string   `mapstructure:"virtual_agent"`
+}
+
+// Routing configures the rule tree and the priority matrix.
+type Routing struct {
+	// PriorityMatrix[impact-1][urgency-1] is the ITIL priority.
+	PriorityMatrix [][]int `mapstructure:"priority_matrix"`
+	// DefaultPriority is used when the ticket has neither priority nor
+	// impact and urgency.
+	DefaultPriority int `mapstructure:"default_priority"`
+	// Route is the root of the tree; its tier and channel are the defaults.
+	Route Route `mapstructure:"route"`
+}
+
+// Route is one node of the routing tree.
+type Route struct {
+	Name string `mapstructure:"name"`
+	// Matchers are "field op value" strings, all of which must hold:
+	// =, !=, =~, !~, <, <=, >, >=, in, not in.
+	Matchers []string `mapstructure:"matchers"`
+	// When is an optional CEL expression over ticket and profile.
+	When     string `mapstructure:"when"`
+	Continue bool   `mapstructure:"continue"`
+	Tier     string `mapstructure:"tier"`
+	Channel  string `mapstructure:"channel"`
+	// PriorityAdjust is added to the priority (negative = more urgent),
+	// the result clamped to 1…5.
+	PriorityAdjust int               `mapstructure:"priority_adjust"`
+	Hints          map[string]string `mapstructure:"hints"`
+	Routes         []Route           `mapstructure:"routes"`
+}

@@ -1,0 +1,180 @@
+package ticket
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Channel is the way a caller reaches, or is served by, the service desk.
+type Channel string
+
+// The channels deskrelay knows. A connector maps vendor codes onto these;
+// anything it cannot map becomes [ChannelOther].
+const (
+	ChannelPortal       Channel = "portal"
+	ChannelEmail        Channel = "email"
+	ChannelPhone        Channel = "phone"
+	ChannelChat         Channel = "chat"
+	ChannelVirtualAgent Channel = "virtual_agent"
+	ChannelWalkIn       Channel = "walk_in"
+	ChannelOther        Channel = "other"
+)
+
+// Channels lists every valid channel, in documentation order.
+var Channels = []Channel{ChannelPortal, ChannelEmail, ChannelPhone, ChannelChat, ChannelVirtualAgent, ChannelWalkIn, ChannelOther}
+
+// Valid reports whether c is one of [Channels].
+func (c Channel) Valid() bool {
+	for _, k := range Channels {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseChannel returns the channel named s (case-insensitive, "-" and " "
+// read as "_"), or an error listing the valid names.
+func ParseChannel(s string) (Channel, error) {
+	c := Channel(strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(strings.TrimSpace(s)), "-", "_"), " ", "_"))
+	if c.Valid() {
+		return c, nil
+	}
+	return "", fmt.Errorf("%q is not a channel; use one of %s", s, joinNames(Channels))
+}
+
+// Caller identifies the person the ticket is for. Any one field may be
+// empty; the profile lookup uses ID and Email.
+type Caller struct {
+	ID    string `json:"id,omitempty"`
+	Email string `json:"email,omitempty"`
+	Name  string `json:"name,omitempty"`
+}
+
+// Ticket is the normalised form of an ITSM record. ID, Source and Title are
+// required; Impact and Urgency are 1 (high) … 3 (low) and Priority is
+// 1 (critical) … 5 (planning), 0 meaning "not given by the source".
+type Ticket struct {
+	ID                string          `json:"id"`
+	Source            string          `json:"source"`
+	Number            string          `json:"number,omitempty"`
+	Title             string          `json:"title"`
+	Description       string          `json:"description,omitempty"`
+	Caller            Caller          `json:"caller"`
+	Channel           Channel         `json:"channel,omitempty"`
+	Category          string          `json:"category,omitempty"`
+	Subcategory       string          `json:"subcategory,omitempty"`
+	Impact            int             `json:"impact,omitempty"`
+	Urgency           int             `json:"urgency,omitempty"`
+	Priority          int             `json:"priority,omitempty"`
+	State             string          `json:"state,omitempty"`
+	AssignmentGroup   string          `json:"assignment_group,omitempty"`
+	ConfigurationItem string          `json:"configuration_item,omitempty"`
+	OpenedAt          time.Time       `json:"opened_at,omitzero"`
+	UpdatedAt         time.Time       `json:"updated_at,omitzero"`
+	Tags              []string        `json:"tags,omitempty"`
+	Raw               json.RawMessage `json:"raw,omitempty"`
+}
+
+// FieldError says which field of a ticket is wrong and why. Field is the
+// JSON name ("caller.email").
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ValidationError holds every problem Validate found, in field order.
+type ValidationError struct {
+	Fields []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Error()
+	}
+	return "invalid ticket: " + strings.Join(parts, "; ")
+}
+
+// Validate checks the required fields and the ranges of the coded ones. The
+// error, if any, is a *[ValidationError] naming every bad field.
+func (t *Ticket) Validate() error {
+	var errs []*FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if strings.TrimSpace(t.ID) == "" {
+		bad("id", "is required")
+	} else if len(t.ID) > 256 {
+		bad("id", "is longer than 256 bytes")
+	}
+	if strings.TrimSpace(t.Source) == "" {
+		bad("source", "is required")
+	}
+	if strings.TrimSpace(t.Title) == "" {
+		bad("title", "is required")
+	}
+	if t.Channel != "" && !t.Channel.Valid() {
+		bad("channel", "%q is not a channel; use one of %s", t.Channel, joinNames(Channels))
+	}
+	if t.Impact != 0 && (t.Impact < 1 || t.Impact > 3) {
+		bad("impact", "%d is out of range; use 1 (high) to 3 (low)", t.Impact)
+	}
+	if t.Urgency != 0 && (t.Urgency < 1 || t.Urgency > 3) {
+		bad("urgency", "%d is out of range; use 1 (high) to 3 (low)", t.Urgency)
+	}
+	if t.Priority != 0 && (t.Priority < 1 || t.Priority > 5) {
+		bad("priority", "%d is out of range; use 1 (critical) to 5 (planning)", t.Priority)
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Fields: errs}
+	}
+	return nil
+}
+
+// MsgID is the de-duplication key of this version of the ticket: source, id
+// and update time. A ticket without an update time is keyed by a hash of its
+// raw payload (or, lacking one, of its JSON form), so that the same payload
+// sent twice is still stored once.
+func (t *Ticket) MsgID() string {
+	if !t.UpdatedAt.IsZero() {
+		return t.Source + ":" + t.ID + ":" + t.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	body := []byte(t.Raw)
+	if len(body) == 0 {
+		body, _ = json.Marshal(t)
+	}
+	sum := sha256.Sum256(body)
+	return t.Source + ":" + t.ID + ":sha256-" + hex.EncodeToString(sum[:12])
+}
+
+// ErrNotTicket is returned by Decode for a payload that is not a JSON object.
+var ErrNotTicket = errors.New("not a ticket JSON object")
+
+// Decode parses a normalised ticket as published on the ingest subject and
+// validates it.
+func Decode(data []byte) (Ticket, error) {
+	var t Ticket
+	if err := json.Unmarshal(data, &t); err != nil {
+		return Ticket{}, fmt.Errorf("%w: %w", ErrNotTicket, err)
+	}
+	if err := t.Validate(); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+func joinNames[T ~string](names []T) string {
+	s := make([]string, len(names))
+	for i, n := range names {
+		s[i] = string(n)
+	}
+	return strings.Join(s, ", ")
+}
