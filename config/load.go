@@ -83,9 +83,6 @@ func Parse(name string, data []byte) (*Config, error) {
 			_ = v.BindEnv(k, EnvName(k))
 		}
 	}
-	for k := range v.AllSettings() {
-		_ = k // AllSettings forces env lookups of known keys
-	}
 	w.envOverrides(v)
 
 	if err := v.Unmarshal(c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
@@ -96,6 +93,11 @@ func Parse(name string, data []byte) (*Config, error) {
 		// The walk reports type errors with positions, and the decoder
 		// goes on past them; this is only for what the walk missed.
 		errs = append(errs, &Error{File: name, Msg: err.Error()})
+	}
+	// Viper applies env values of nested map keys in map order, so a
+	// file value may win over a bound env variable; set them again here.
+	for path, env := range c.env {
+		_ = setPath(reflect.ValueOf(c).Elem(), strings.Split(path, "."), os.Getenv(env))
 	}
 	errs = append(errs, c.resolveSecrets(w.secrets)...)
 	seen := map[string]bool{}
@@ -322,6 +324,75 @@ func (w *walker) envOverrides(v *viper.Viper) {
 			*w.errs = append(*w.errs, &Error{Env: env, Path: path, Msg: err.Error()})
 		}
 	}
+}
+
+// setPath sets the scalar at path (mapstructure names) to the string val.
+// Errors were reported by envOverrides already.
+func setPath(v reflect.Value, path []string, val string) error {
+	for i, name := range path {
+		switch v.Kind() {
+		case reflect.Struct:
+			fields := v.Type()
+			found := false
+			for j := range fields.NumField() {
+				tag, _, _ := strings.Cut(fields.Field(j).Tag.Get("mapstructure"), ",")
+				if tag == name && fields.Field(j).IsExported() {
+					v, found = v.Field(j), true
+					break
+				}
+			}
+			if !found {
+				return fmt.Errorf("no key %q", name)
+			}
+		case reflect.Map:
+			if v.IsNil() {
+				return fmt.Errorf("no map at %q", name)
+			}
+			key := reflect.ValueOf(name)
+			e := reflect.New(v.Type().Elem()).Elem()
+			if cur := v.MapIndex(key); cur.IsValid() {
+				e.Set(cur)
+			}
+			if err := setPath(e, path[i+1:], val); err != nil {
+				return err
+			}
+			v.SetMapIndex(key, e)
+			return nil
+		default:
+			return fmt.Errorf("%q is not a mapping", name)
+		}
+	}
+	switch {
+	case v.Type() == secretType:
+		v.Set(reflect.ValueOf(Secret{v: val}))
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(val)
+	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(val, 0, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	}
+	return nil
 }
 
 // typesOf lists the scalar key paths of a struct type with their types.
