@@ -1,0 +1,444 @@
+package bus
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+var (
+	// ErrNotConnected is returned, without waiting, by a publish while the
+	// connection is not CONNECTED (reconnecting, draining or closed).
+	ErrNotConnected = errors.New("nats not connected")
+	// ErrInvalidToken is returned for a subject token (source, tier,
+	// channel, reason) that is empty or holds '.', '*', '>' or white space.
+	ErrInvalidToken = errors.New("invalid subject token")
+)
+
+// Bus publishes deskrelay's messages to JetStream and provisions the
+// streams and buckets they live in. It is safe for concurrent use. It does
+// not own the connection: the caller drains it after the last publish.
+type Bus struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	log        *zap.Logger
+	m          *Metrics
+	prefix     string
+	ingest     config.Stream
+	routed     config.Stream
+	dlq        config.Stream
+	bucket     string
+	kvReplicas int
+	now        func() time.Time
+
+	readyMu sync.Mutex
+	readyAt time.Time // last successful stream check
+}
+
+// New returns a Bus on nc for cfg with the defaults of [DefaultStream],
+// [DefaultSubjectPrefix] and [DefaultProfilesBucket] filled in. A bad
+// prefix, retention, storage or window is reported as [config.Errors]
+// with key paths (see [CheckConfig]). m may be nil.
+func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, error) {
+	if err := CheckConfig(cfg); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Bus{
+		nc:         nc,
+		js:         js,
+		log:        log.Named("bus"),
+		m:          m,
+		prefix:     cmp.Or(cfg.SubjectPrefix, DefaultSubjectPrefix),
+		ingest:     StreamWithDefaults(KindIngest, cfg.Streams.Ingest),
+		routed:     StreamWithDefaults(KindRouted, cfg.Streams.Routed),
+		dlq:        StreamWithDefaults(KindDLQ, cfg.Streams.DLQ),
+		bucket:     cmp.Or(cfg.ProfilesBucket, DefaultProfilesBucket),
+		kvReplicas: cmp.Or(cfg.KVReplicas, 1),
+		now:        time.Now,
+	}, nil
+}
+
+// CheckConfig reports the problems of the JetStream part of cfg that New
+// would refuse, as [config.Errors] with key paths under "nats.".
+func CheckConfig(cfg config.NATS) error {
+	var es config.Errors
+	if p := cfg.SubjectPrefix; p != "" {
+		for tok := range strings.SplitSeq(p, ".") {
+			if !validToken(tok) {
+				es = append(es, config.Errorf("nats.subject_prefix", "%q is not a valid subject prefix; use dot-separated tokens without '*', '>' or spaces", p))
+				break
+			}
+		}
+	}
+	for _, s := range []struct {
+		kind string
+		cfg  config.Stream
+	}{{KindIngest, cfg.Streams.Ingest}, {KindRouted, cfg.Streams.Routed}, {KindDLQ, cfg.Streams.DLQ}} {
+		path := "nats.streams." + s.kind
+		st := StreamWithDefaults(s.kind, s.cfg)
+		if _, err := retention(st.Retention); err != nil {
+			es = append(es, config.Errorf(path+".retention", "%v", err))
+		}
+		if _, err := storage(st.Storage); err != nil {
+			es = append(es, config.Errorf(path+".storage", "%v", err))
+		}
+		if st.Replicas < 1 || st.Replicas > 5 {
+			es = append(es, config.Errorf(path+".replicas", "%d is out of range; use 1…5", st.Replicas))
+		}
+		if st.MaxAge < 0 {
+			es = append(es, config.Errorf(path+".max_age", "%s is negative", st.MaxAge))
+		}
+		if st.DuplicateWindow < 0 {
+			es = append(es, config.Errorf(path+".duplicate_window", "%s is negative", st.DuplicateWindow))
+		} else if st.MaxAge > 0 && st.DuplicateWindow > st.MaxAge {
+			es = append(es, config.Errorf(path+".duplicate_window", "%s exceeds max_age %s; JetStream requires duplicate_window <= max_age", st.DuplicateWindow, st.MaxAge))
+		}
+		if st.Name != strings.TrimSpace(st.Name) || strings.ContainsAny(st.Name, ". *>/\\\t\r\n") {
+			es = append(es, config.Errorf(path+".name", "%q is not a valid stream name", st.Name))
+		}
+	}
+	if cfg.KVReplicas < 0 || cfg.KVReplicas > 5 {
+		es = append(es, config.Errorf("nats.kv_replicas", "%d is out of range; use 1…5", cfg.KVReplicas))
+	}
+	return es.Err()
+}
+
+func retention(s string) (jetstream.RetentionPolicy, error) {
+	switch s {
+	case "limits":
+		return jetstream.LimitsPolicy, nil
+	case "interest":
+		return jetstream.InterestPolicy, nil
+	case "workqueue":
+		return jetstream.WorkQueuePolicy, nil
+	}
+	return 0, fmt.Errorf("%q is not a retention; use limits, interest or workqueue", s)
+}
+
+func storage(s string) (jetstream.StorageType, error) {
+	switch s {
+	case "file":
+		return jetstream.FileStorage, nil
+	case "memory":
+		return jetstream.MemoryStorage, nil
+	}
+	return 0, fmt.Errorf("%q is not a storage; use file or memory", s)
+}
+
+// validToken reports whether s can be one token of a NATS subject.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r)
+	})
+}
+
+func checkTokens(tokens ...string) error {
+	for _, t := range tokens {
+		if !validToken(t) {
+			return fmt.Errorf("%w: %q", ErrInvalidToken, t)
+		}
+	}
+	return nil
+}
+
+// Subject returns <prefix>.<kind>.<tokens…>; Subject(KindRouted, "l2",
+// "portal") is "deskrelay.routed.l2.portal". It does not validate the
+// tokens; the publish methods do.
+func (b *Bus) Subject(kind string, tokens ...string) string {
+	s := b.prefix + "." + kind
+	for _, t := range tokens {
+		s += "." + t
+	}
+	return s
+}
+
+// JetStream returns the JetStream handle the Bus uses.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// StreamName returns the configured stream name of kind ([KindIngest],
+// [KindRouted], [KindDLQ]), or "" for another kind.
+func (b *Bus) StreamName(kind string) string {
+	switch kind {
+	case KindIngest:
+		return b.ingest.Name
+	case KindRouted:
+		return b.routed.Name
+	case KindDLQ:
+		return b.dlq.Name
+	}
+	return ""
+}
+
+// Provision creates the ingest, routed and dlq streams and the profiles KV
+// bucket, or updates them to the configured limits. It is idempotent. A
+// change the server cannot apply in place (storage, for one) is an error
+// naming the stream.
+func (b *Bus) Provision(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, s := range []struct {
+		kind string
+		cfg  config.Stream
+		desc string
+	}{
+		{KindIngest, b.ingest, "deskrelay: normalised tickets as accepted from the connectors"},
+		{KindRouted, b.routed, "deskrelay: routed tickets for virtual agents and queues"},
+		{KindDLQ, b.dlq, "deskrelay: tickets that could not be decoded, enriched or routed"},
+	} {
+		ret, err := retention(s.cfg.Retention)
+		if err != nil {
+			return fmt.Errorf("bus: stream %s: %w", s.cfg.Name, err)
+		}
+		st, err := storage(s.cfg.Storage)
+		if err != nil {
+			return fmt.Errorf("bus: stream %s: %w", s.cfg.Name, err)
+		}
+		sc := jetstream.StreamConfig{
+			Name:        s.cfg.Name,
+			Description: s.desc,
+			Subjects:    []string{b.Subject(s.kind, ">")},
+			Retention:   ret,
+			MaxAge:      s.cfg.MaxAge,
+			MaxBytes:    cmp.Or(s.cfg.MaxBytes, -1),
+			MaxMsgs:     -1,
+			Replicas:    s.cfg.Replicas,
+			Duplicates:  s.cfg.DuplicateWindow,
+			Storage:     st,
+			Discard:     jetstream.DiscardOld,
+		}
+		if s.kind == KindIngest {
+			// Losing tickets to make room would be a silent drop: refuse
+			// new ones instead (the webhook answers 503).
+			sc.Discard = jetstream.DiscardNew
+		}
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: provision stream %s: %w", s.cfg.Name, err)
+		}
+		b.log.Info("stream provisioned", zap.String("stream", s.cfg.Name), zap.String("subject", sc.Subjects[0]))
+	}
+	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      b.bucket,
+		Description: "deskrelay: caller IT profiles by caller id and email",
+		Replicas:    b.kvReplicas,
+		Storage:     jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("bus: provision kv bucket %s: %w", b.bucket, err)
+	}
+	return nil
+}
+
+// ProfilesKV returns the profiles KV bucket; it fails with
+// [jetstream.ErrBucketNotFound] before Provision.
+func (b *Bus) ProfilesKV(ctx context.Context) (jetstream.KeyValue, error) {
+	ctx, cancel := withTimeout(ctx, DefaultPublishTimeout)
+	defer cancel()
+	kv, err := b.js.KeyValue(ctx, b.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bus: kv bucket %s: %w", b.bucket, err)
+	}
+	return kv, nil
+}
+
+// Ingest stores t on <prefix>.ingest.<t.Source> with Nats-Msg-Id
+// t.MsgID() and returns nil only after JetStream acknowledged it (a
+// duplicate within the window counts as stored). Any error means the
+// ticket was not stored. It implements the connectors' Sink.
+func (b *Bus) Ingest(ctx context.Context, t ticket.Ticket) error {
+	_, err := b.IngestResult(ctx, t)
+	return err
+}
+
+// IngestResult is Ingest that also reports whether JetStream had already
+// stored a message with the same Nats-Msg-Id within the duplicate window.
+// It fails at once with [ErrNotConnected] while the connection is down and
+// with [ErrInvalidToken] for a source that cannot be a subject token; a
+// ctx without deadline gets [DefaultPublishTimeout].
+func (b *Bus) IngestResult(ctx context.Context, t ticket.Ticket) (duplicate bool, err error) {
+	defer func() {
+		switch {
+		case err != nil:
+			b.m.ingest.WithLabelValues(ResultError).Inc()
+		case duplicate:
+			b.m.ingest.WithLabelValues(ResultDuplicate).Inc()
+		default:
+			b.m.ingest.WithLabelValues(ResultStored).Inc()
+		}
+	}()
+	if err := checkTokens(t.Source); err != nil {
+		return false, fmt.Errorf("bus: ingest ticket %q: source: %w", t.ID, err)
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return false, fmt.Errorf("bus: ingest ticket %q: encode: %w", t.ID, err)
+	}
+	msg := &nats.Msg{Subject: b.Subject(KindIngest, t.Source), Data: body, Header: nats.Header{}}
+	msg.Header.Set(ticket.HeaderTicketID, t.ID)
+	msg.Header.Set(ticket.HeaderSource, t.Source)
+	ack, err := b.publish(ctx, KindIngest, t.MsgID(), msg)
+	if err != nil {
+		return false, fmt.Errorf("bus: ingest ticket %q: %w", t.ID, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// PublishRouted publishes r on <prefix>.routed.<tier>.<channel> with
+// Nats-Msg-Id msgID and the Deskrelay-* headers consumers filter on
+// (schema, ticket id, source, profile, tier, channel, priority). It
+// returns nil once JetStream acknowledged the message, also when msgID was
+// a duplicate within the window (the message is stored once).
+func (b *Bus) PublishRouted(ctx context.Context, msgID string, r *ticket.Routed) error {
+	tier, channel := string(r.Routing.Tier), string(r.Routing.Channel)
+	if err := checkTokens(tier, channel); err != nil {
+		return fmt.Errorf("bus: publish routed ticket %q: %w", r.Ticket.ID, err)
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("bus: publish routed ticket %q: encode: %w", r.Ticket.ID, err)
+	}
+	msg := &nats.Msg{Subject: b.Subject(KindRouted, tier, channel), Data: body, Header: nats.Header{}}
+	msg.Header.Set(ticket.HeaderSchema, r.Schema)
+	msg.Header.Set(ticket.HeaderTicketID, r.Ticket.ID)
+	msg.Header.Set(ticket.HeaderSource, r.Ticket.Source)
+	msg.Header.Set(ticket.HeaderProfile, string(r.Profile.Name))
+	msg.Header.Set(ticket.HeaderTier, tier)
+	msg.Header.Set(ticket.HeaderChannel, channel)
+	msg.Header.Set(ticket.HeaderPriority, strconv.Itoa(r.Routing.Priority))
+	if _, err := b.publish(ctx, KindRouted, msgID, msg); err != nil {
+		return fmt.Errorf("bus: publish routed ticket %q: %w", r.Ticket.ID, err)
+	}
+	return nil
+}
+
+// PublishDLQ publishes d on <prefix>.dlq.<reason> with Nats-Msg-Id msgID
+// and the Deskrelay-Reason, Deskrelay-Source (when known),
+// Deskrelay-Ticket-Id (when known) and Deskrelay-Schema headers. An empty
+// d.Schema is sent as [ticket.DeadLetterSchema]. It returns nil once
+// JetStream acknowledged the message.
+func (b *Bus) PublishDLQ(ctx context.Context, msgID string, d *ticket.DeadLetter) error {
+	if err := checkTokens(d.Reason); err != nil {
+		return fmt.Errorf("bus: publish dead letter: reason: %w", err)
+	}
+	dl := *d
+	dl.Schema = cmp.Or(dl.Schema, ticket.DeadLetterSchema)
+	body, err := json.Marshal(&dl)
+	if err != nil {
+		return fmt.Errorf("bus: publish dead letter: encode: %w", err)
+	}
+	msg := &nats.Msg{Subject: b.Subject(KindDLQ, dl.Reason), Data: body, Header: nats.Header{}}
+	msg.Header.Set(ticket.HeaderSchema, dl.Schema)
+	msg.Header.Set(ticket.HeaderReason, dl.Reason)
+	if dl.Source != "" {
+		msg.Header.Set(ticket.HeaderSource, dl.Source)
+	}
+	if dl.TicketID != "" {
+		msg.Header.Set(ticket.HeaderTicketID, dl.TicketID)
+	}
+	if _, err := b.publish(ctx, KindDLQ, msgID, msg); err != nil {
+		return fmt.Errorf("bus: publish dead letter %s: %w", dl.Reason, err)
+	}
+	return nil
+}
+
+// publish sends msg to the stream of kind with Nats-Msg-Id msgID and waits
+// for the PubAck, failing fast when the connection is down.
+func (b *Bus) publish(ctx context.Context, kind, msgID string, msg *nats.Msg) (*jetstream.PubAck, error) {
+	if msgID == "" {
+		return nil, errors.New("empty Nats-Msg-Id")
+	}
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return nil, fmt.Errorf("%w (%s)", ErrNotConnected, st)
+	}
+	ctx, cancel := withTimeout(ctx, DefaultPublishTimeout)
+	defer cancel()
+	start := b.now()
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(b.StreamName(kind)))
+	b.m.publish.WithLabelValues(kind).Observe(b.now().Sub(start).Seconds())
+	if err != nil {
+		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
+			return nil, fmt.Errorf("publish %s: %w: %w", msg.Subject, ErrNotConnected, err)
+		}
+		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	return ack, nil
+}
+
+// IngestConsumer creates or updates the processing stage's durable pull
+// consumer on the ingest stream (filter <prefix>.ingest.>, explicit acks)
+// with cfg's durable name, max_deliver, ack_wait and max_ack_pending,
+// zero values taken from [DefaultPipeline].
+func (b *Bus) IngestConsumer(ctx context.Context, cfg config.Pipeline) (jetstream.Consumer, error) {
+	cfg = PipelineWithDefaults(cfg)
+	ctx, cancel := withTimeout(ctx, DefaultPublishTimeout)
+	defer cancel()
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.ingest.Name, jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		Description:   "deskrelay processing stage: enrichment and routing",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+		FilterSubject: b.Subject(KindIngest, ">"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: consumer %s on %s: %w", cfg.Durable, b.ingest.Name, err)
+	}
+	return c, nil
+}
+
+// Ready reports whether the Bus can work: the connection is CONNECTED and
+// the three streams exist. A successful stream check is reused for
+// [DefaultReadyCache]; the connection state is checked every time.
+func (b *Bus) Ready(ctx context.Context) error {
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("bus: %w (%s)", ErrNotConnected, st)
+	}
+	b.readyMu.Lock()
+	defer b.readyMu.Unlock()
+	now := b.now()
+	if !b.readyAt.IsZero() && now.Sub(b.readyAt) < DefaultReadyCache {
+		return nil
+	}
+	ctx, cancel := withTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, name := range []string{b.ingest.Name, b.routed.Name, b.dlq.Name} {
+		if _, err := b.js.Stream(ctx, name); err != nil {
+			b.readyAt = time.Time{}
+			return fmt.Errorf("bus: stream %s: %w", name, err)
+		}
+	}
+	b.readyAt = now
+	return nil
+}
+
+// withTimeout bounds ctx by d unless it already has a deadline.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,22 @@
+// Package bus is deskrelay's JetStream side: it starts the embedded NATS
+// server (StartEmbedded), connects to it or to an external cluster
+// (Connect), provisions the ingest, routed and dlq streams and the profiles
+// KV bucket (Bus.Provision), and publishes with Nats-Msg-Id de-duplication
+// (Bus.Ingest, Bus.PublishRouted, Bus.PublishDLQ).
+//
+// Subjects are <prefix>.ingest.<source>, <prefix>.routed.<tier>.<channel>
+// and <prefix>.dlq.<reason>, prefix "deskrelay" by default. Every token
+// must be a valid NATS subject token: [Bus] rejects empty tokens and tokens
+// holding '.', '*', '>' or white space with [ErrInvalidToken].
+//
+// Durability: a PubAck means the server stored the message, not that it
+// reached the disk. With the default sync interval (2m) an OS crash or a
+// power loss can lose acknowledged messages; sync_interval "always" fsyncs
+// every write at a measured cost (see BenchmarkIngest), and replicas > 1 on
+// machines that do not fail together is the other way out.
+//
+// The package does not decide anything about tickets: decoding, enrichment
+// and routing live in internal/pipeline, which consumes
+// [Bus.IngestConsumer]. It implements the connectors' Sink without
+// importing connectors.
+package bus
