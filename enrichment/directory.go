@@ -1,0 +1,188 @@
+package enrichment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// SourceDirectory is the name of the [Directory] source and the Source of
+// the profiles it returns.
+const SourceDirectory = "directory"
+
+// ErrNotSynced is returned by [Directory.Lookup] before the directory has
+// loaded the bucket's current values.
+var ErrNotSynced = errors.New("profile directory not synced yet")
+
+// Directory is the [Source] backed by the profiles KV bucket. [Directory.Run]
+// mirrors the whole bucket in memory through a watch, so a put, an import
+// or a delete is seen without a restart and a lookup is a map read. Scores
+// are classified with the quadrant when the value arrives.
+//
+// A Directory is safe for concurrent use; Run is called once.
+type Directory struct {
+	kv     jetstream.KeyValue
+	q      Quadrant
+	log    *zap.Logger
+	synced chan struct{}
+	ready  atomic.Bool
+
+	mu      sync.RWMutex
+	byID    map[string]ticket.Profile
+	byEmail map[string]ticket.Profile // lower-case email
+}
+
+// NewDirectory returns a directory over kv that classifies scores with q.
+// It reads nothing until [Directory.Run].
+func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger) *Directory {
+	return &Directory{
+		kv:      kv,
+		q:       q,
+		log:     log.Named("enrichment.directory"),
+		synced:  make(chan struct{}),
+		byID:    make(map[string]ticket.Profile),
+		byEmail: make(map[string]ticket.Profile),
+	}
+}
+
+// Name returns "directory".
+func (d *Directory) Name() string { return SourceDirectory }
+
+// Synced is closed once the values in the bucket when Run started have been
+// loaded. Wait on it (and on Run's error) before taking work.
+func (d *Directory) Synced() <-chan struct{} { return d.synced }
+
+// Len returns how many keys (emails and ids) the directory holds.
+func (d *Directory) Len() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.byID) + len(d.byEmail)
+}
+
+// Run watches the bucket and keeps the directory up to date until ctx is
+// done, then returns nil. It returns an error when the watch cannot start
+// or ends on its own (the bucket was deleted, the connection closed).
+// Keys that are not profile keys and values that do not decode are logged
+// by revision and left out; a bad value also removes the key's old one.
+func (d *Directory) Run(ctx context.Context) error {
+	w, err := d.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("profile directory: watch %s: %w", d.kv.Bucket(), err)
+	}
+	defer stopWatch(w)
+	d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok && ctx.Err() != nil:
+				return nil
+			case !ok:
+				return fmt.Errorf("profile directory: watch %s closed", d.kv.Bucket())
+			case e == nil:
+				if !d.ready.Load() {
+					d.ready.Store(true)
+					close(d.synced)
+					d.log.Info("profile directory synced", zap.Int("keys", d.Len()))
+				}
+			default:
+				d.apply(e)
+			}
+		}
+	}
+}
+
+// stopWatch stops w and drains its updates for a moment, so that the
+// client's delivery callback, which may be blocked on a send, can finish.
+func stopWatch(w jetstream.KeyWatcher) {
+	_ = w.Stop() // fails only when already stopped
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// apply records one change of the bucket.
+func (d *Directory) apply(e jetstream.KeyValueEntry) {
+	prefix, id, err := parseKey(e.Key())
+	if err != nil {
+		d.log.Warn("ignoring key that is not a profile key", zap.Uint64("revision", e.Revision()))
+		return
+	}
+	m := d.byID
+	if prefix == emailPrefix {
+		m, id = d.byEmail, strings.ToLower(id)
+	}
+	if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
+		d.mu.Lock()
+		delete(m, id)
+		d.mu.Unlock()
+		return
+	}
+	p, err := d.profile(e.Value())
+	d.mu.Lock()
+	if err != nil {
+		delete(m, id)
+	} else {
+		m[id] = p
+	}
+	d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("ignoring bad profile value", zap.Uint64("revision", e.Revision()), zap.Error(err))
+	}
+}
+
+func (d *Directory) profile(data []byte) (ticket.Profile, error) {
+	v, err := decodeValue(data)
+	if err != nil {
+		return ticket.Profile{}, err
+	}
+	if v.Competence != nil {
+		return d.q.profile(*v.Competence, *v.Attitude, SourceDirectory)
+	}
+	return ticket.Profile{Name: v.Profile, Source: SourceDirectory, Confidence: 1}, nil
+}
+
+// Lookup returns the caller's profile by id, else by lower-cased email. A
+// profile from scores has Competence and Attitude normalised to 0…1; they
+// point into the directory and must not be modified. Lookup does not block
+// and does not allocate when the email is already lower case. It returns
+// [ErrNotSynced] before the initial load is done.
+func (d *Directory) Lookup(_ context.Context, c ticket.Caller) (ticket.Profile, bool, error) {
+	if !d.ready.Load() {
+		return ticket.Profile{}, false, ErrNotSynced
+	}
+	email := strings.ToLower(c.Email) // returns c.Email itself when it is lower-case ASCII
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if c.ID != "" {
+		if p, ok := d.byID[c.ID]; ok {
+			return p, true, nil
+		}
+	}
+	if email != "" {
+		if p, ok := d.byEmail[email]; ok {
+			return p, true, nil
+		}
+	}
+	return ticket.Profile{}, false, nil
+}
