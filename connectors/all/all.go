@@ -1,0 +1,7 @@
+// Package all links every vendor connector into the binary. Import it for
+// its side effects: each vendor registers itself from init.
+package all
+
+import (
+	_ "github.com/deskrelay/deskrelay/connectors/generic" // any tool that POSTs JSON
+)

@@ -1,0 +1,161 @@
+package connectors
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/deskrelay/deskrelay/config"
+)
+
+// Auth authenticates webhook requests of one source.
+type Auth struct {
+	kind     string
+	token    []byte
+	user     []byte
+	password []byte
+	secret   []byte
+	header   string
+	encoding string
+	prefix   string
+}
+
+// NewAuth checks an auth block (at key path path) and returns its
+// verifier. Types: none, bearer (Authorization: Bearer <token>), basic
+// (Authorization: Basic …) and hmac (HMAC-SHA256 of the raw body, hex or
+// base64, in a configurable header with an optional prefix such as
+// "sha256="). An empty type is an error: a source without auth must say
+// type: none.
+func NewAuth(path string, c config.Auth) (*Auth, error) {
+	var errs config.Errors
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, config.Errorf(path+"."+key, format, args...))
+	}
+	a := &Auth{kind: c.Type}
+	switch c.Type {
+	case "none":
+	case "bearer":
+		if !c.Token.IsSet() {
+			bad("token", "is required for bearer auth (env:NAME or file:PATH)")
+		}
+		a.token = []byte(c.Token.Reveal())
+	case "basic":
+		if c.Username == "" {
+			bad("username", "is required for basic auth")
+		}
+		if !c.Password.IsSet() {
+			bad("password", "is required for basic auth (env:NAME or file:PATH)")
+		}
+		a.user, a.password = []byte(c.Username), []byte(c.Password.Reveal())
+	case "hmac":
+		if !c.Secret.IsSet() {
+			bad("secret", "is required for hmac auth (env:NAME or file:PATH)")
+		}
+		a.secret = []byte(c.Secret.Reveal())
+		a.header = textproto.CanonicalMIMEHeaderKey(c.Header)
+		if a.header == "" {
+			a.header = config.DefaultAuthHeader
+		}
+		a.encoding = c.Encoding
+		if a.encoding == "" {
+			a.encoding = "hex"
+		}
+		if a.encoding != "hex" && a.encoding != "base64" {
+			bad("encoding", "%q is not allowed; use hex or base64", c.Encoding)
+		}
+		a.prefix = c.Prefix
+	case "":
+		bad("type", "is required: none, bearer, basic or hmac")
+	default:
+		bad("type", "%q is not allowed; use none, bearer, basic or hmac", c.Type)
+	}
+	if c.Type != "hmac" && (c.Header != "" || c.Encoding != "" || c.Prefix != "" || c.Secret.IsSet()) {
+		bad("type", "header, encoding, prefix and secret apply only to hmac auth, but type is %q", c.Type)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return a, nil
+}
+
+// Verify checks the request's credentials over the raw body, in constant
+// time. The error wraps [ErrUnauthorized] and says what was wrong without
+// echoing any credential.
+func (a *Auth) Verify(h http.Header, body []byte) error {
+	switch a.kind {
+	case "none":
+		return nil
+	case "bearer":
+		got, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+		if !ok {
+			return fmt.Errorf("%w: missing Authorization: Bearer header", ErrUnauthorized)
+		}
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), a.token) != 1 {
+			return fmt.Errorf("%w: bearer token does not match", ErrUnauthorized)
+		}
+	case "basic":
+		r := http.Request{Header: h}
+		u, p, ok := r.BasicAuth()
+		if !ok {
+			return fmt.Errorf("%w: missing Authorization: Basic header", ErrUnauthorized)
+		}
+		uok := subtle.ConstantTimeCompare([]byte(u), a.user)
+		pok := subtle.ConstantTimeCompare([]byte(p), a.password)
+		if uok&pok != 1 {
+			return fmt.Errorf("%w: user name or password does not match", ErrUnauthorized)
+		}
+	case "hmac":
+		got := h.Get(a.header)
+		if got == "" {
+			return fmt.Errorf("%w: missing %s header", ErrUnauthorized, a.header)
+		}
+		sig, ok := strings.CutPrefix(got, a.prefix)
+		if !ok {
+			return fmt.Errorf("%w: %s header does not start with %q", ErrUnauthorized, a.header, a.prefix)
+		}
+		if !CheckHMAC(a.secret, body, sig, a.encoding) {
+			return fmt.Errorf("%w: %s signature does not match the body", ErrUnauthorized, a.header)
+		}
+	default:
+		return fmt.Errorf("%w: auth type %q", ErrUnauthorized, a.kind)
+	}
+	return nil
+}
+
+// CheckHMAC reports whether sig (hex or base64 per encoding) is the
+// HMAC-SHA256 of msg under key, comparing in constant time.
+func CheckHMAC(key, msg []byte, sig, encoding string) bool {
+	var want []byte
+	var err error
+	switch encoding {
+	case "hex":
+		want, err = hex.DecodeString(strings.TrimSpace(sig))
+	case "base64":
+		want, err = base64.StdEncoding.DecodeString(strings.TrimSpace(sig))
+	default:
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return hmac.Equal(m.Sum(nil), want)
+}
+
+// SignHMAC returns the HMAC-SHA256 of msg under key in the given encoding;
+// `deskrelay send` and tests use it to sign payloads.
+func SignHMAC(key, msg []byte, encoding string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	if encoding == "base64" {
+		return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	return hex.EncodeToString(m.Sum(nil))
+}

@@ -1,0 +1,113 @@
+package connectors
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/deskrelay/deskrelay/config"
+)
+
+func TestAuthVerify(t *testing.T) {
+	body, err := os.ReadFile("testdata/jira_webhook_issue_updated.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vec struct {
+		Secret   string            `json:"secret"`
+		Expected map[string]string `json:"expected_headers"`
+	}
+	raw, _ := os.ReadFile("testdata/jira_webhook_issue_updated.signature.json")
+	if err := json.Unmarshal(raw, &vec); err != nil {
+		t.Fatal(err)
+	}
+	jira := config.Auth{Type: "hmac", Secret: config.NewSecret(vec.Secret), Header: "X-Hub-Signature", Prefix: "sha256="}
+	bearer := config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}
+	basic := config.Auth{Type: "basic", Username: "snow", Password: config.NewSecret("pw")}
+	b64 := config.Auth{Type: "hmac", Secret: config.NewSecret("k"), Encoding: "base64"}
+	hdr := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	basicHdr := func(u, p string) http.Header {
+		r, _ := http.NewRequest("POST", "/", nil)
+		r.SetBasicAuth(u, p)
+		return r.Header
+	}
+	tampered := append([]byte{}, body...)
+	tampered[len(tampered)-2] ^= 1
+	for _, tt := range []struct {
+		name    string
+		auth    config.Auth
+		h       http.Header
+		body    []byte
+		wantErr string // "" = accepted
+	}{
+		{"the fixture's known-good Jira signature is accepted", jira, hdr("X-Hub-Signature", vec.Expected["X-Hub-Signature"]), body, ""},
+		{"a tampered body is refused", jira, hdr("X-Hub-Signature", vec.Expected["X-Hub-Signature"]), tampered, "X-Hub-Signature signature does not match the body"},
+		{"a missing signature header is refused", jira, hdr(), body, "missing X-Hub-Signature header"},
+		{"a signature without the prefix is refused", jira, hdr("X-Hub-Signature", strings.TrimPrefix(vec.Expected["X-Hub-Signature"], "sha256=")), body, `does not start with "sha256="`},
+		{"a base64 signature in the default header is accepted", b64, hdr("X-Deskrelay-Signature", SignHMAC([]byte("k"), body, "base64")), body, ""},
+		{"a hex signature where base64 is configured is refused", b64, hdr("X-Deskrelay-Signature", SignHMAC([]byte("k"), body, "hex")), body, "does not match"},
+		{"the right bearer token is accepted", bearer, hdr("Authorization", "Bearer t0ken"), body, ""},
+		{"a wrong bearer token is refused", bearer, hdr("Authorization", "Bearer t0kem"), body, "bearer token does not match"},
+		{"a missing bearer token is refused", bearer, hdr(), body, "missing Authorization: Bearer header"},
+		{"the right basic credentials are accepted", basic, basicHdr("snow", "pw"), body, ""},
+		{"a wrong basic password is refused", basic, basicHdr("snow", "pW"), body, "user name or password does not match"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := NewAuth("connectors.x.auth", tt.auth)
+			if err != nil {
+				t.Fatalf("NewAuth: %v", err)
+			}
+			err = a.Verify(tt.h, tt.body)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Verify = %v, want accepted", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Verify = %v, want error containing %q", err, tt.wantErr)
+			case tt.wantErr != "" && !errors.Is(err, ErrUnauthorized):
+				t.Errorf("Verify error %v does not wrap ErrUnauthorized", err)
+			}
+		})
+	}
+}
+
+func TestNewAuthErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		auth config.Auth
+		want string
+	}{
+		{"no type", config.Auth{}, "connectors.x.auth.type: is required: none, bearer, basic or hmac"},
+		{"unknown type", config.Auth{Type: "jwt"}, `connectors.x.auth.type: "jwt" is not allowed; use none, bearer, basic or hmac`},
+		{"bearer without token", config.Auth{Type: "bearer"}, "connectors.x.auth.token: is required for bearer auth (env:NAME or file:PATH)"},
+		{"hmac with a bad encoding", config.Auth{Type: "hmac", Secret: config.NewSecret("s"), Encoding: "b32"}, `connectors.x.auth.encoding: "b32" is not allowed; use hex or base64`},
+		{"basic without anything", config.Auth{Type: "basic"}, "connectors.x.auth.password: is required for basic auth (env:NAME or file:PATH)\nconnectors.x.auth.username: is required for basic auth"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewAuth("connectors.x.auth", tt.auth)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("NewAuth error =\n%v\nwant\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzCheckHMAC(f *testing.F) {
+	body, _ := os.ReadFile("testdata/jira_webhook_issue_updated.json")
+	f.Add(body, "4b86fb5f6af6f1b89c5f6007caf25e075ec9e25806769d6cbe0985b6dadf1b94")
+	f.Add([]byte("{}"), "not hex")
+	f.Fuzz(func(t *testing.T, msg []byte, sig string) {
+		key := []byte("deskrelay-jira-example-secret")
+		if CheckHMAC(key, msg, sig, "hex") && sig != SignHMAC(key, msg, "hex") && !strings.EqualFold(strings.TrimSpace(sig), SignHMAC(key, msg, "hex")) {
+			t.Fatalf("CheckHMAC accepted %q for a body whose signature is %s", sig, SignHMAC(key, msg, "hex"))
+		}
+	})
+}

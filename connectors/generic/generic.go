@@ -1,0 +1,308 @@
+// Package generic is the connector for any tool that can POST JSON. With
+// mapping: identity (the default) the body is a normalised ticket as
+// documented in the README; otherwise mapping names, for each ticket
+// field, the path of its value in the payload (gjson syntax:
+// "issue.fields.summary", "tags.0", "labels.#.name"), and values translates
+// coded values (channel, impact, urgency, priority) through tables.
+package generic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/tidwall/gjson"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+func init() {
+	connectors.Register(connectors.Spec{
+		Type:       "generic",
+		Summary:    "any tool that can POST JSON: the normalised ticket itself, or a field mapping",
+		Options:    []string{"mapping", "values", "time_format"},
+		NewWebhook: newWebhook,
+	})
+}
+
+// Fields are the ticket fields a mapping may set, by their JSON names.
+var Fields = []string{
+	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
+	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
+	"assignment_group", "configuration_item", "opened_at", "updated_at", "tags",
+}
+
+// coded are the fields whose values may be translated by a values table.
+var coded = []string{"channel", "impact", "urgency", "priority", "state", "category"}
+
+type options struct {
+	Mapping    any                          `mapstructure:"mapping"`
+	Values     map[string]map[string]string `mapstructure:"values"`
+	TimeFormat string                       `mapstructure:"time_format"`
+}
+
+type webhook struct {
+	identity   bool
+	paths      map[string]string // ticket field → gjson path
+	values     map[string]map[string]string
+	timeLayout []string
+}
+
+var _ connectors.Webhook = (*webhook)(nil)
+
+func newWebhook(src connectors.Source) (connectors.Webhook, error) {
+	var o options
+	var errs config.Errors
+	if err := mapstructure.Decode(src.Config.Options, &o); err != nil {
+		return nil, config.Errorf(src.Path("mapping"), "%v", err)
+	}
+	w := &webhook{values: map[string]map[string]string{}}
+	switch m := o.Mapping.(type) {
+	case nil:
+		w.identity = true
+	case string:
+		if m != "identity" {
+			errs = append(errs, config.Errorf(src.Path("mapping"), "%q is not a mapping; use identity or a map of ticket field → payload path", m))
+		}
+		w.identity = true
+	case map[string]any:
+		w.paths = map[string]string{}
+		for field, p := range m {
+			path := src.Path("mapping." + field)
+			ps, ok := p.(string)
+			switch {
+			case !slices.Contains(Fields, field):
+				errs = append(errs, config.Errorf(path, "unknown ticket field %q; fields are %s", field, strings.Join(Fields, ", ")))
+			case !ok || ps == "":
+				errs = append(errs, config.Errorf(path, "must be a payload path such as \"sys_id\" or \"issue.fields.summary\""))
+			default:
+				w.paths[field] = ps
+			}
+		}
+		for _, req := range []string{"id", "title"} {
+			if _, ok := m[req]; !ok {
+				errs = append(errs, config.Errorf(src.Path("mapping"), "maps no payload path to %q, which every ticket needs", req))
+			}
+		}
+	default:
+		errs = append(errs, config.Errorf(src.Path("mapping"), "must be identity or a map of ticket field → payload path"))
+	}
+	for field, table := range o.Values {
+		path := src.Path("values." + field)
+		if !slices.Contains(coded, field) {
+			errs = append(errs, config.Errorf(path, "values can translate only %s", strings.Join(coded, ", ")))
+			continue
+		}
+		if w.identity {
+			errs = append(errs, config.Errorf(path, "values apply only to a field mapping, not to mapping: identity"))
+			continue
+		}
+		t := map[string]string{}
+		for from, to := range table {
+			if err := checkCoded(field, to); err != nil {
+				errs = append(errs, config.Errorf(path+"."+from, "%v", err))
+			}
+			t[strings.ToLower(from)] = to
+		}
+		w.values[field] = t
+	}
+	w.timeLayout = []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"}
+	if o.TimeFormat != "" {
+		w.timeLayout = append([]string{o.TimeFormat}, w.timeLayout...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return w, nil
+}
+
+func checkCoded(field, v string) error {
+	switch field {
+	case "channel":
+		_, err := ticket.ParseChannel(v)
+		return err
+	case "impact", "urgency":
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 3 {
+			return fmt.Errorf("%q is not a %s; use 1 (high) to 3 (low)", v, field)
+		}
+	case "priority":
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 5 {
+			return fmt.Errorf("%q is not a priority; use 1 (critical) to 5 (planning)", v)
+		}
+	}
+	return nil
+}
+
+// Normalize decodes body into a ticket.
+func (w *webhook) Normalize(_ context.Context, _ http.Header, body []byte) (ticket.Ticket, error) {
+	if w.identity {
+		return identity(body)
+	}
+	if !gjson.ValidBytes(body) {
+		return ticket.Ticket{}, connectors.Inputf("", "body is not valid JSON")
+	}
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
+		return ticket.Ticket{}, connectors.Inputf("", "body must be a JSON object")
+	}
+	t := ticket.Ticket{Raw: json.RawMessage(bytes.Clone(body))}
+	for field, path := range w.paths {
+		res := root.Get(path)
+		if !res.Exists() || res.Type == gjson.Null {
+			continue
+		}
+		if err := w.set(&t, field, res); err != nil {
+			return ticket.Ticket{}, connectors.Inputf(field, "payload path %q: %v", path, err)
+		}
+	}
+	for _, req := range []string{"id", "title"} {
+		if (req == "id" && t.ID == "") || (req == "title" && t.Title == "") {
+			return ticket.Ticket{}, connectors.Inputf(req, "is required but payload path %q is missing or empty", w.paths[req])
+		}
+	}
+	return t, nil
+}
+
+func (w *webhook) set(t *ticket.Ticket, field string, res gjson.Result) error {
+	s := res.String()
+	if table, ok := w.values[field]; ok {
+		if to, ok := table[strings.ToLower(s)]; ok {
+			s = to
+		}
+	}
+	var err error
+	switch field {
+	case "id":
+		t.ID = s
+	case "number":
+		t.Number = s
+	case "title":
+		t.Title = s
+	case "description":
+		t.Description = s
+	case "caller.id":
+		t.Caller.ID = s
+	case "caller.email":
+		t.Caller.Email = s
+	case "caller.name":
+		t.Caller.Name = s
+	case "channel":
+		t.Channel, err = ticket.ParseChannel(s)
+	case "category":
+		t.Category = s
+	case "subcategory":
+		t.Subcategory = s
+	case "impact":
+		t.Impact, err = code(s)
+	case "urgency":
+		t.Urgency, err = code(s)
+	case "priority":
+		t.Priority, err = code(s)
+	case "state":
+		t.State = s
+	case "assignment_group":
+		t.AssignmentGroup = s
+	case "configuration_item":
+		t.ConfigurationItem = s
+	case "opened_at":
+		t.OpenedAt, err = w.parseTime(res)
+	case "updated_at":
+		t.UpdatedAt, err = w.parseTime(res)
+	case "tags":
+		t.Tags = tags(res)
+	}
+	return err
+}
+
+// code reads a small integer code such as an impact. ServiceNow sends
+// "2 - Medium", so a leading number followed by text is accepted.
+func code(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	end := 0
+	for end < len(s) && s[end] >= '0' && s[end] <= '9' {
+		end++
+	}
+	if end == 0 || end > 2 {
+		return 0, fmt.Errorf("%q is not a number (add a values table to translate it)", s)
+	}
+	n, _ := strconv.Atoi(s[:end])
+	return n, nil
+}
+
+func (w *webhook) parseTime(res gjson.Result) (time.Time, error) {
+	if res.Type == gjson.Number {
+		f := res.Float()
+		switch {
+		case f > 1e14: // microseconds are not expected; treat as invalid
+			return time.Time{}, fmt.Errorf("%v is not a Unix time in seconds or milliseconds", f)
+		case f > 1e11:
+			return time.UnixMilli(int64(f)).UTC(), nil
+		default:
+			sec, frac := math.Modf(f)
+			return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+		}
+	}
+	s := strings.TrimSpace(res.String())
+	for _, l := range w.timeLayout {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time; send RFC 3339 (2024-05-13T10:15:44Z), Unix seconds, or set time_format", s)
+}
+
+func tags(res gjson.Result) []string {
+	var out []string
+	if res.IsArray() {
+		for _, v := range res.Array() {
+			if s := strings.TrimSpace(v.String()); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for _, s := range strings.FieldsFunc(res.String(), func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, s)
+	}
+	return out
+}
+
+// identity decodes a normalised ticket. Unknown fields are refused, so a
+// misspelt field is an error rather than silently dropped.
+func identity(body []byte) (ticket.Ticket, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var t ticket.Ticket
+	if err := dec.Decode(&t); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return ticket.Ticket{}, connectors.Inputf("", "body is not valid JSON: %v", err)
+		case errors.As(err, &te):
+			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", te.Type, te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			// encoding/json has no error type for this case.
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return ticket.Ticket{}, connectors.Inputf(f, "is not a ticket field (see the ticket format in the README)")
+		default:
+			return ticket.Ticket{}, connectors.Inputf("", "body is not a ticket: %v", err)
+		}
+	}
+	if dec.More() {
+		return ticket.Ticket{}, connectors.Inputf("", "body holds more than one JSON value")
+	}
+	return t, nil // the body is the ticket: no separate raw copy
+}

@@ -1,0 +1,157 @@
+package generic
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+func build(t *testing.T, opts map[string]any) (connectors.Webhook, error) {
+	t.Helper()
+	return newWebhook(connectors.Source{Name: "snow", Config: config.Connector{Type: "generic", Options: opts}, Log: zaptest.NewLogger(t)})
+}
+
+// snowMapping maps the ServiceNow Business Rule example payload.
+var snowMapping = map[string]any{
+	"mapping": map[string]any{
+		"id": "sys_id", "number": "number", "title": "short_description", "description": "description",
+		"caller.id": "caller.sys_id", "caller.email": "caller.email", "caller.name": "caller.name",
+		"channel": "contact_type", "category": "category", "subcategory": "subcategory",
+		"impact": "impact", "urgency": "urgency", "priority": "priority", "state": "state",
+		"assignment_group": "assignment_group.name", "configuration_item": "cmdb_ci",
+		"opened_at": "opened_at", "updated_at": "sys_updated_on",
+	},
+	"values": map[string]map[string]string{
+		"channel": {"self-service": "portal", "virtual_agent": "virtual_agent"},
+	},
+}
+
+func TestMappingServiceNowPayload(t *testing.T) {
+	body, err := os.ReadFile("testdata/servicenow_outbound.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh, err := build(t, snowMapping)
+	if err != nil {
+		t.Fatalf("newWebhook: %v", err)
+	}
+	tk, err := wh.Normalize(t.Context(), nil, body)
+	if err != nil {
+		t.Fatalf("Normalize: %v", err)
+	}
+	want := ticket.Ticket{
+		ID: "59a60bfcb9e24a4ba04482e650fb4efd", Number: "INC0010236",
+		Title:       "Printer on 3rd floor shows paper jam but is empty",
+		Caller:      ticket.Caller{ID: "ed3b7c29563ff74f4fb0f8c15f0043f0", Email: "trina.trier@example.com", Name: "Trina Trier"},
+		Channel:     ticket.ChannelEmail, Category: "hardware", Subcategory: "printer",
+		Impact: 3, Urgency: 3, Priority: 5, State: "1", AssignmentGroup: "Service Desk",
+		OpenedAt:  time.Date(2024, 5, 13, 10, 15, 42, 0, time.UTC),
+		UpdatedAt: time.Date(2024, 5, 13, 10, 15, 42, 0, time.UTC),
+	}
+	tk.Description, tk.Raw = "", nil
+	if tk.ID != want.ID || tk.Number != want.Number || tk.Title != want.Title || tk.Caller != want.Caller ||
+		tk.Channel != want.Channel || tk.Category != want.Category || tk.Subcategory != want.Subcategory ||
+		tk.Impact != want.Impact || tk.Urgency != want.Urgency || tk.Priority != want.Priority || tk.State != want.State ||
+		tk.AssignmentGroup != want.AssignmentGroup || tk.ConfigurationItem != "" || !tk.OpenedAt.Equal(want.OpenedAt) || !tk.UpdatedAt.Equal(want.UpdatedAt) {
+		t.Errorf("Normalize =\n%+v\nwant\n%+v", tk, want)
+	}
+}
+
+func TestMappingErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body string
+		want string
+	}{
+		{"a missing id path names the field", `{"short_description":"x"}`, `id: is required but payload path "sys_id" is missing or empty`},
+		{"an uncoded impact asks for a values table", `{"sys_id":"1","short_description":"x","impact":"high"}`, `impact: payload path "impact": "high" is not a number (add a values table to translate it)`},
+		{"an unknown channel lists the channels", `{"sys_id":"1","short_description":"x","contact_type":"pigeon"}`, `channel: payload path "contact_type": "pigeon" is not a channel`},
+		{"a bad time says what is accepted", `{"sys_id":"1","short_description":"x","sys_updated_on":"yesterday"}`, `updated_at: payload path "sys_updated_on": "yesterday" is not a time`},
+		{"an array body is refused", `[1,2]`, "body must be a JSON object"},
+		{"a broken body is refused", `{"sys_id":`, "body is not valid JSON"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wh, err := build(t, snowMapping)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = wh.Normalize(t.Context(), nil, []byte(tt.body))
+			var ie *connectors.InputError
+			if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Normalize(%s) = %v, want input error starting %q", tt.body, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts map[string]any
+		want string
+	}{
+		{"an unknown mapping word", map[string]any{"mapping": "auto"}, `connectors.snow.mapping: "auto" is not a mapping; use identity or a map of ticket field → payload path`},
+		{"a mapping without id and title", map[string]any{"mapping": map[string]any{"number": "number"}}, `connectors.snow.mapping: maps no payload path to "id", which every ticket needs` + "\n" + `connectors.snow.mapping: maps no payload path to "title", which every ticket needs`},
+		{"an unknown ticket field", map[string]any{"mapping": map[string]any{"id": "a", "title": "b", "titel": "c"}}, `connectors.snow.mapping.titel: unknown ticket field "titel"`},
+		{"a values table for identity", map[string]any{"values": map[string]any{"channel": map[string]any{"web": "portal"}}}, "connectors.snow.values.channel: values apply only to a field mapping"},
+		{"a values table with a bad target", map[string]any{"mapping": map[string]any{"id": "a", "title": "b"}, "values": map[string]any{"impact": map[string]any{"high": "0"}}}, `connectors.snow.values.impact.high: "0" is not a impact; use 1 (high) to 3 (low)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := build(t, tt.opts)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("newWebhook error =\n%v\nwant prefix\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestIdentityRoundTrip(t *testing.T) {
+	wh, err := build(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"id":"INC1","source":"x","title":"Laptop","caller":{"email":"doer@example.com"},"channel":"phone","tags":["vip"],"updated_at":"2024-05-13T10:15:42Z"}`
+	tk, err := wh.Normalize(t.Context(), nil, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.ID != "INC1" || tk.Caller.Email != "doer@example.com" || tk.Channel != ticket.ChannelPhone || len(tk.Tags) != 1 || tk.UpdatedAt.IsZero() {
+		t.Errorf("Normalize = %+v", tk)
+	}
+}
+
+func FuzzNormalize(f *testing.F) {
+	body, _ := os.ReadFile("testdata/servicenow_outbound.json")
+	f.Add(body, true)
+	f.Add([]byte(`{"id":"1","title":"t"}`), false)
+	f.Add([]byte(`{"id":1}`), false)
+	f.Fuzz(func(t *testing.T, body []byte, mapped bool) {
+		var opts map[string]any
+		if mapped {
+			opts = snowMapping
+		}
+		wh, err := newWebhook(connectors.Source{Name: "f", Config: config.Connector{Type: "generic", Options: opts}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := wh.Normalize(t.Context(), nil, body)
+		if err != nil {
+			var ie *connectors.InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("Normalize returned a non-input error %v", err)
+			}
+			return
+		}
+		if mapped && (tk.ID == "" || tk.Title == "") {
+			t.Fatalf("accepted a mapped payload without id/title: %+v", tk)
+		}
+	})
+}

@@ -1,0 +1,226 @@
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// Rejection reasons, the values of the reason label of
+// deskrelay_webhook_rejected_total.
+const (
+	RejectUnknownSource  = "unknown_source"
+	RejectMethod         = "method"
+	RejectContentType    = "content_type"
+	RejectTooLarge       = "too_large"
+	RejectUnauthorized   = "unauthorized"
+	RejectInvalidPayload = "invalid_payload"
+	RejectInvalidTicket  = "invalid_ticket"
+	RejectUnavailable    = "unavailable"
+	RejectInternal       = "internal"
+)
+
+var rejectReasons = []string{RejectUnknownSource, RejectMethod, RejectContentType, RejectTooLarge, RejectUnauthorized, RejectInvalidPayload, RejectInvalidTicket, RejectUnavailable, RejectInternal}
+
+// Metrics of the webhook ingress.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	accepted *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	panics   prometheus.Counter
+}
+
+// NewMetrics registers the ingress metrics with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_webhook_requests_total",
+			Help: "Webhook requests received, by configured source and HTTP status code.",
+		}, []string{"source", "code"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_webhook_rejected_total",
+			Help: "Webhook requests refused, by configured source and reason.",
+		}, []string{"source", "reason"}),
+		accepted: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_webhook_accepted_total",
+			Help: "Tickets stored in the ingest stream from webhooks, by configured source.",
+		}, []string{"source"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "deskrelay_webhook_request_duration_seconds",
+			Help:    "Time from request to answer, including the JetStream store, by configured source.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"source"}),
+		panics: f.NewCounter(prometheus.CounterOpts{
+			Name: "deskrelay_webhook_panics_total",
+			Help: "Webhook requests whose handling panicked (answered 500); see the error log for the stack.",
+		}),
+	}
+}
+
+// Ingress serves POST /webhooks/{source}. It is safe for concurrent use.
+type Ingress struct {
+	endpoints      map[string]*Endpoint
+	sink           Sink
+	log            *zap.Logger
+	m              *Metrics
+	publishTimeout time.Duration
+	retryAfter     string
+}
+
+// NewIngress returns the webhook handler for the built endpoints, storing
+// tickets into sink with at most publishTimeout per store, and answering
+// 503 with Retry-After: retryAfter when the store fails.
+func NewIngress(endpoints map[string]*Endpoint, sink Sink, publishTimeout, retryAfter time.Duration, log *zap.Logger, m *Metrics) *Ingress {
+	in := &Ingress{
+		endpoints:      endpoints,
+		sink:           sink,
+		log:            log.Named("ingress"),
+		m:              m,
+		publishTimeout: publishTimeout,
+		retryAfter:     strconv.Itoa(int(retryAfter.Round(time.Second) / time.Second)),
+	}
+	for name := range endpoints {
+		for _, r := range rejectReasons {
+			m.rejected.WithLabelValues(name, r)
+		}
+		m.accepted.WithLabelValues(name)
+	}
+	return in
+}
+
+// Accepted is the body of a 202 answer.
+type Accepted struct {
+	Status string `json:"status"`
+	ID     string `json:"id"`
+	Source string `json:"source"`
+	MsgID  string `json:"msg_id"`
+}
+
+// errorBody is the body of every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// ServeHTTP handles one webhook request. The answer is 202 only after the
+// sink stored the ticket.
+func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name := r.PathValue("source")
+	ep, known := in.endpoints[name]
+	label := name
+	if !known {
+		label = "unknown" // never a label value from the URL
+	}
+	code := http.StatusInternalServerError
+	defer func() {
+		if p := recover(); p != nil {
+			in.m.panics.Inc()
+			in.log.Error("webhook handler panicked", zap.String("source", label), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			code = in.fail(w, label, http.StatusInternalServerError, RejectInternal, "internal error", "")
+		}
+		in.m.requests.WithLabelValues(label, strconv.Itoa(code)).Inc()
+		if known {
+			in.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+		}
+	}()
+	code = in.serve(w, r, ep, label)
+}
+
+func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, label string) int {
+	if ep == nil {
+		return in.fail(w, label, http.StatusNotFound, RejectUnknownSource, fmt.Sprintf("no webhook source %q is configured", r.PathValue("source")), "")
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return in.fail(w, label, http.StatusMethodNotAllowed, RejectMethod, "use POST", "")
+	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return in.fail(w, label, http.StatusUnsupportedMediaType, RejectContentType,
+			fmt.Sprintf("content type %q is not supported; send Content-Type: application/json", r.Header.Get("Content-Type")), "")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ep.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return in.fail(w, label, http.StatusRequestEntityTooLarge, RejectTooLarge, fmt.Sprintf("body exceeds %d bytes", tooBig.Limit), "")
+		}
+		return in.fail(w, label, http.StatusBadRequest, RejectInvalidPayload, "cannot read body", "")
+	}
+	if err := ep.verify(r.Header, body); err != nil {
+		in.log.Debug("webhook refused", zap.String("source", label), zap.Error(err))
+		w.Header().Set("WWW-Authenticate", `Bearer realm="deskrelay"`)
+		return in.fail(w, label, http.StatusUnauthorized, RejectUnauthorized, err.Error(), "")
+	}
+	t, err := ep.Webhook.Normalize(r.Context(), r.Header, body)
+	if err != nil {
+		var ie *InputError
+		if errors.As(err, &ie) {
+			return in.fail(w, label, http.StatusBadRequest, RejectInvalidPayload, ie.Error(), ie.Field)
+		}
+		in.log.Error("webhook normalise failed", zap.String("source", label), zap.Error(err))
+		return in.fail(w, label, http.StatusInternalServerError, RejectInternal, "internal error", "")
+	}
+	t.Source = ep.Name
+	if err := t.Validate(); err != nil {
+		var ve *ticket.ValidationError
+		field := ""
+		if errors.As(err, &ve) && len(ve.Fields) > 0 {
+			field = ve.Fields[0].Field
+		}
+		return in.fail(w, label, http.StatusBadRequest, RejectInvalidTicket, err.Error(), field)
+	}
+	log := in.log.With(zap.String("ticket_id", t.ID), zap.String("source", label))
+	ctx, cancel := context.WithTimeout(r.Context(), in.publishTimeout)
+	defer cancel()
+	if err := in.sink.Ingest(ctx, t); err != nil {
+		log.Warn("ticket not stored, answering 503", zap.Error(err))
+		w.Header().Set("Retry-After", in.retryAfter)
+		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")
+	}
+	in.m.accepted.WithLabelValues(label).Inc()
+	log.Debug("ticket accepted")
+	writeJSON(w, http.StatusAccepted, Accepted{Status: "accepted", ID: t.ID, Source: t.Source, MsgID: t.MsgID()})
+	return http.StatusAccepted
+}
+
+func (in *Ingress) fail(w http.ResponseWriter, label string, code int, reason, msg, field string) int {
+	if label != "unknown" {
+		in.m.rejected.WithLabelValues(label, reason).Inc()
+	}
+	writeJSON(w, code, errorBody{Error: msg, Field: field})
+	return code
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// isJSON accepts application/json and application/<x>+json, any charset.
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+

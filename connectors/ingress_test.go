@@ -1,0 +1,160 @@
+package connectors_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/connectors"
+	_ "github.com/deskrelay/deskrelay/connectors/generic"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// memSink records what it stores; down makes it fail like a NATS outage.
+type memSink struct {
+	mu      sync.Mutex
+	tickets []ticket.Ticket
+	down    bool
+}
+
+func (s *memSink) Ingest(_ context.Context, t ticket.Ticket) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return errors.New("nats: no servers available for connection")
+	}
+	s.tickets = append(s.tickets, t)
+	return nil
+}
+
+func newServer(t *testing.T, sink connectors.Sink) (*httptest.Server, *prometheus.Registry) {
+	t.Helper()
+	cfg := map[string]config.Connector{
+		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 2048},
+	}
+	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	m := connectors.NewMetrics(reg)
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), m))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, reg
+}
+
+const goodTicket = `{"id":"INC1","title":"Laptop will not boot","caller":{"email":"doer@example.com"},"impact":2,"urgency":2,"updated_at":"2024-05-13T10:15:42Z"}`
+
+func TestIngressAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		method      string
+		path        string
+		contentType string
+		auth        string
+		body        string
+		down        bool
+		wantCode    int
+		wantBody    string // substring of the answer
+		wantHeader  [2]string
+	}{
+		{"a good ticket is accepted with its id", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, false, 202, `"id":"INC1"`, [2]string{}},
+		{"a charset parameter is fine", "POST", "/webhooks/generic", "application/json; charset=utf-8", "Bearer t0ken", goodTicket, false, 202, `"msg_id":"generic:INC1:2024-05-13T10:15:42Z"`, [2]string{}},
+		{"an unknown source is 404", "POST", "/webhooks/nope", "application/json", "Bearer t0ken", goodTicket, false, 404, `no webhook source \"nope\" is configured`, [2]string{}},
+		{"GET is 405", "GET", "/webhooks/generic", "application/json", "Bearer t0ken", "", false, 405, "use POST", [2]string{"Allow", "POST"}},
+		{"a form body is 415", "POST", "/webhooks/generic", "application/x-www-form-urlencoded", "Bearer t0ken", goodTicket, false, 415, "send Content-Type: application/json", [2]string{}},
+		{"no content type is 415", "POST", "/webhooks/generic", "", "Bearer t0ken", goodTicket, false, 415, "not supported", [2]string{}},
+		{"a body over the limit is 413", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"x","title":"` + strings.Repeat("a", 3000) + `"}`, false, 413, "body exceeds 2048 bytes", [2]string{}},
+		{"a missing token is 401", "POST", "/webhooks/generic", "application/json", "", goodTicket, false, 401, "missing Authorization: Bearer header", [2]string{"WWW-Authenticate", `Bearer realm="deskrelay"`}},
+		{"a wrong token is 401", "POST", "/webhooks/generic", "application/json", "Bearer nope", goodTicket, false, 401, "bearer token does not match", [2]string{}},
+		{"invalid JSON is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1",`, false, 400, "body is not valid JSON", [2]string{}},
+		{"a missing title is 400 naming the field", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1"}`, false, 400, `"field":"title"`, [2]string{}},
+		{"a misspelt field is 400 naming it", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","categroy":"hw"}`, false, 400, `"field":"categroy"`, [2]string{}},
+		{"an impact out of range is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":7}`, false, 400, "impact: 7 is out of range", [2]string{}},
+		{"a string where a number belongs is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":"high"}`, false, 400, `"field":"impact"`, [2]string{}},
+		{"a store outage is 503 with Retry-After", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, true, 503, "ticket store unavailable; retry later", [2]string{"Retry-After", "5"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &memSink{down: tt.down}
+			srv, _ := newServer(t, sink)
+			req, _ := http.NewRequestWithContext(t.Context(), tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.wantCode || !strings.Contains(string(body), tt.wantBody) {
+				t.Errorf("%s %s = %d %s, want %d containing %s", tt.method, tt.path, resp.StatusCode, body, tt.wantCode, tt.wantBody)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", ct)
+			}
+			if k := tt.wantHeader[0]; k != "" && resp.Header.Get(k) != tt.wantHeader[1] {
+				t.Errorf("header %s = %q, want %q", k, resp.Header.Get(k), tt.wantHeader[1])
+			}
+			stored := len(sink.tickets)
+			if wantStored := map[bool]int{true: 1, false: 0}[tt.wantCode == 202]; stored != wantStored {
+				t.Errorf("stored %d tickets, want %d", stored, wantStored)
+			}
+		})
+	}
+}
+
+func TestIngressStoresSourceAndMetrics(t *testing.T) {
+	sink := &memSink{}
+	srv, reg := newServer(t, sink)
+	post := func(body string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/webhooks/generic", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer t0ken")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The source in the payload is overwritten by the configured name.
+	if code := post(`{"id":"INC9","source":"spoofed","title":"x"}`); code != 202 {
+		t.Fatalf("POST = %d, want 202", code)
+	}
+	post(`{"id":"INC9"}`)
+	if got := sink.tickets[0].Source; got != "generic" {
+		t.Errorf("stored source = %q, want the configured name generic", got)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", err, problems)
+	}
+	want := `
+# HELP deskrelay_webhook_accepted_total Tickets stored in the ingest stream from webhooks, by configured source.
+# TYPE deskrelay_webhook_accepted_total counter
+deskrelay_webhook_accepted_total{source="generic"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "deskrelay_webhook_accepted_total"); err != nil {
+		t.Error(err)
+	}
+	n, err := testutil.GatherAndCount(reg, "deskrelay_webhook_rejected_total")
+	if err != nil || n != len([]string{"unknown_source", "method", "content_type", "too_large", "unauthorized", "invalid_payload", "invalid_ticket", "unavailable", "internal"}) {
+		t.Errorf("rejected series = %d, %v; want every reason pre-created", n, err)
+	}
+}

@@ -1,0 +1,193 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// Spec describes a vendor connector. Vendors register one from init.
+type Spec struct {
+	// Type is the value of connectors.<name>.type that selects this vendor.
+	Type string
+	// Summary is one line for `deskrelay connectors list` and the docs.
+	Summary string
+	// Options lists the vendor-specific config keys (besides type, auth
+	// and max_body_bytes); any other key is a config error.
+	Options []string
+	// NewWebhook builds the webhook decoder of one configured source. It
+	// checks the source's options and returns config.Errors with key
+	// paths under connectors.<name>. Nil when the vendor cannot push.
+	NewWebhook func(src Source) (Webhook, error)
+}
+
+// Source is one configured connector instance, as handed to a Spec's
+// constructors.
+type Source struct {
+	// Name is the key under connectors: in the config, used in the URL,
+	// the ingest subject and the ticket's source field.
+	Name   string
+	Config config.Connector
+	Log    *zap.Logger
+}
+
+// Path returns the config key path of an option of this source.
+func (s Source) Path(key string) string { return "connectors." + s.Name + "." + key }
+
+// Webhook turns a webhook body that was already authenticated into a
+// normalised ticket. Normalize returns an *[InputError] for a body it
+// cannot use; it must not keep body after returning.
+type Webhook interface {
+	Normalize(ctx context.Context, h http.Header, body []byte) (ticket.Ticket, error)
+}
+
+// Verifier is implemented by a Webhook whose vendor signs requests its own
+// way (a timestamped signature, say); the ingress then calls Verify instead
+// of the configured auth. Verify returns an error wrapping [ErrUnauthorized]
+// when the request must be refused.
+type Verifier interface {
+	Verify(h http.Header, body []byte) error
+}
+
+// Sink stores a normalised ticket durably. Ingest returns nil only after
+// the store acknowledged it; any error means the ticket was not stored and
+// the sender must retry.
+type Sink interface {
+	Ingest(ctx context.Context, t ticket.Ticket) error
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Spec{}
+)
+
+// Register adds a vendor. It panics on an empty or duplicate Type: both
+// are programming errors found at start-up.
+func Register(s Spec) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if s.Type == "" {
+		panic("connectors: Register with empty Type")
+	}
+	if _, dup := registry[s.Type]; dup {
+		panic(fmt.Sprintf("connectors: Register called twice for type %q", s.Type))
+	}
+	registry[s.Type] = s
+}
+
+// Lookup returns the spec registered for typ.
+func Lookup(typ string) (Spec, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	s, ok := registry[typ]
+	return s, ok
+}
+
+// Types lists the registered connector types, sorted.
+func Types() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	var out []string
+	for t := range registry {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ErrUnauthorized is wrapped by authentication failures.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// InputError is a payload problem the sender can fix: the ingress answers
+// 400 with Msg. Field names the ticket field or payload path when known.
+type InputError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InputError) Error() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// Inputf returns an *InputError.
+func Inputf(field, format string, args ...any) *InputError {
+	return &InputError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Build checks every configured connector and builds its endpoint. The
+// error is config.Errors listing every problem, with key paths.
+func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logger) (map[string]*Endpoint, error) {
+	var errs config.Errors
+	out := map[string]*Endpoint{}
+	names := make([]string, 0, len(cfg))
+	for n := range cfg {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		c := cfg[name]
+		path := "connectors." + name
+		spec, ok := Lookup(c.Type)
+		if !ok {
+			if c.Type != "" {
+				msg := fmt.Sprintf("unknown connector %q; known types: %s", c.Type, strings.Join(Types(), ", "))
+				errs = append(errs, config.Errorf(path+".type", "%s", msg))
+			}
+			continue
+		}
+		src := Source{Name: name, Config: c, Log: log.Named("connector." + c.Type).With(zap.String("source", name))}
+		for k := range c.Options {
+			if !slices.Contains(spec.Options, k) {
+				errs = append(errs, config.Errorf(src.Path(k), "unknown key %q for a %s connector; its keys are type, auth, max_body_bytes, %s", k, c.Type, strings.Join(spec.Options, ", ")))
+			}
+		}
+		if spec.NewWebhook == nil {
+			continue
+		}
+		wh, err := spec.NewWebhook(src)
+		if err != nil {
+			errs = append(errs, config.AsErrors(err)...)
+			continue
+		}
+		ep := &Endpoint{Name: name, Type: c.Type, Webhook: wh, MaxBodyBytes: c.MaxBodyBytes}
+		if ep.MaxBodyBytes == 0 {
+			ep.MaxBodyBytes = defaultMaxBody
+		}
+		if v, ok := wh.(Verifier); ok {
+			ep.verify = v.Verify
+		} else {
+			auth, err := NewAuth(path+".auth", c.Auth)
+			if err != nil {
+				errs = append(errs, config.AsErrors(err)...)
+				continue
+			}
+			ep.verify = auth.Verify
+		}
+		out[name] = ep
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// Endpoint is a configured webhook source, ready to serve.
+type Endpoint struct {
+	Name         string
+	Type         string
+	Webhook      Webhook
+	MaxBodyBytes int64
+	verify       func(http.Header, []byte) error
+}
