@@ -223,4 +223,3 @@ func isJSON(ct string) bool {
 	}
 	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
-

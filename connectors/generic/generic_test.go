@@ -49,9 +49,9 @@ func TestMappingServiceNowPayload(t *testing.T) {
 	}
 	want := ticket.Ticket{
 		ID: "59a60bfcb9e24a4ba04482e650fb4efd", Number: "INC0010236",
-		Title:       "Printer on 3rd floor shows paper jam but is empty",
-		Caller:      ticket.Caller{ID: "ed3b7c29563ff74f4fb0f8c15f0043f0", Email: "trina.trier@example.com", Name: "Trina Trier"},
-		Channel:     ticket.ChannelEmail, Category: "hardware", Subcategory: "printer",
+		Title:   "Printer on 3rd floor shows paper jam but is empty",
+		Caller:  ticket.Caller{ID: "ed3b7c29563ff74f4fb0f8c15f0043f0", Email: "trina.trier@example.com", Name: "Trina Trier"},
+		Channel: ticket.ChannelEmail, Category: "hardware", Subcategory: "printer",
 		Impact: 3, Urgency: 3, Priority: 5, State: "1", AssignmentGroup: "Service Desk",
 		OpenedAt:  time.Date(2024, 5, 13, 10, 15, 42, 0, time.UTC),
 		UpdatedAt: time.Date(2024, 5, 13, 10, 15, 42, 0, time.UTC),
