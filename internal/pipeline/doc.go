@@ -1,0 +1,19 @@
+// Package pipeline is deskrelay's processing stage. A [Processor] reads
+// the ingest stream through a durable pull consumer, decodes each ticket,
+// asks an [Enricher] for the caller's profile and a [Router] for the
+// decision, and publishes the versioned routed message through a
+// [Publisher]; it acks the ingest message only after that publish was
+// acknowledged, so a crash in between yields a redelivery and, thanks to a
+// Nats-Msg-Id derived from the ingest id, no second routed message.
+//
+// Failures split in two. Permanent ones (a payload that is not a ticket,
+// an invalid ticket, no route, a panic) go to the dead-letter subject with
+// the reason, the error, the original payload and the source, and the
+// ingest message is acked. Transient ones (profile lookup, publish) are
+// nak'd with the configured retry delay; on the consumer's last allowed
+// delivery the message goes to the dead letters as "max_deliver" instead.
+//
+// The package does not own the consumer, the connection or the streams
+// (internal/bus does), nor the profile sources (enrichment) or the rules
+// (routing): it defines the small interfaces it uses and joins them.
+package pipeline

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// Stages, the values of the stage label.
+const (
+	StageDecode  = "decode"
+	StageEnrich  = "enrich"
+	StageRoute   = "route"
+	StagePublish = "publish"
+)
+
+var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublish}
+
+// Metrics are the processing stage's Prometheus collectors:
+//
+//	deskrelay_routed_total{tier,channel,profile}
+//	deskrelay_dlq_total{reason}
+//	deskrelay_ingest_to_routed_seconds
+//	deskrelay_stage_duration_seconds{stage="decode|enrich|route|publish"}
+//	deskrelay_pipeline_retries_total{stage="enrich|publish"}
+//	deskrelay_pipeline_panics_total{stage}
+//
+// Every series of the known label values is created at zero.
+type Metrics struct {
+	routed  *prometheus.CounterVec
+	dlq     *prometheus.CounterVec
+	latency prometheus.Histogram
+	stage   *prometheus.HistogramVec
+	retries *prometheus.CounterVec
+	panics  *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them with reg; a nil reg
+// leaves them unregistered (tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	m := &Metrics{
+		routed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_routed_total",
+			Help: "Tickets published on the routed subject, by tier, channel and caller profile.",
+		}, []string{"tier", "channel", "profile"}),
+		dlq: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_dlq_total",
+			Help: "Ingest messages sent to the dead-letter subject, by reason.",
+		}, []string{"reason"}),
+		latency: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "deskrelay_ingest_to_routed_seconds",
+			Help:    "Time from storing a ticket in the ingest stream to the acknowledged routed publish, retries included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		stage: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "deskrelay_stage_duration_seconds",
+			Help:    "Time spent in one processing stage per message.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"stage"}),
+		retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_pipeline_retries_total",
+			Help: "Ingest messages nak'd for a later retry after a transient failure, by stage.",
+		}, []string{"stage"}),
+		panics: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskrelay_pipeline_panics_total",
+			Help: "Panics recovered while processing a message, by stage.",
+		}, []string{"stage"}),
+	}
+	for _, tier := range ticket.Tiers {
+		for _, ch := range ticket.Channels {
+			for _, p := range ticket.ProfileNames {
+				m.routed.WithLabelValues(string(tier), string(ch), string(p))
+			}
+		}
+	}
+	for _, r := range ticket.Reasons {
+		m.dlq.WithLabelValues(r)
+	}
+	for _, s := range stages {
+		m.stage.WithLabelValues(s)
+		m.panics.WithLabelValues(s)
+	}
+	m.retries.WithLabelValues(StageEnrich)
+	m.retries.WithLabelValues(StagePublish)
+	return m
+}

@@ -1,0 +1,375 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/internal/bus"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// Enricher finds the caller's profile. An error is transient: the message
+// is retried after the retry delay.
+type Enricher interface {
+	Lookup(ctx context.Context, c ticket.Caller) (ticket.Profile, error)
+}
+
+// Router decides tier, channel, priority and hints. It does no I/O; an
+// error is permanent and sends the ticket to the "routing" dead letters.
+type Router interface {
+	Route(tk *ticket.Ticket, p *ticket.Profile) (ticket.Routing, error)
+}
+
+// Publisher stores routed messages and dead letters; *bus.Bus is one. A
+// nil error means the message is stored (or was already, under msgID).
+type Publisher interface {
+	PublishRouted(ctx context.Context, msgID string, r *ticket.Routed) error
+	PublishDLQ(ctx context.Context, msgID string, d *ticket.DeadLetter) error
+}
+
+// ErrInvalidOption wraps the error of an option given a bad value.
+var ErrInvalidOption = errors.New("invalid pipeline option")
+
+// DefaultDrainTimeout is how long Run lets in-flight messages finish after
+// its ctx ended.
+const DefaultDrainTimeout = 10 * time.Second
+
+// Option configures a Processor; see [WithClock], [WithDrainTimeout].
+type Option func(*Processor) error
+
+// WithClock sets the clock used for RoutedAt, FailedAt and latencies.
+func WithClock(now func() time.Time) Option {
+	return func(p *Processor) error {
+		if now == nil {
+			return fmt.Errorf("%w: clock must not be nil", ErrInvalidOption)
+		}
+		p.now = now
+		return nil
+	}
+}
+
+// WithDrainTimeout sets how long Run waits for in-flight messages after
+// its ctx ended before cancelling their work (default
+// [DefaultDrainTimeout]).
+func WithDrainTimeout(d time.Duration) Option {
+	return func(p *Processor) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: drain timeout must be > 0, got %s", ErrInvalidOption, d)
+		}
+		p.drainTimeout = d
+		return nil
+	}
+}
+
+// Processor is the processing stage. Run it once; SetRouter may be called
+// concurrently with Run.
+type Processor struct {
+	cons         jetstream.Consumer
+	enr          Enricher
+	router       atomic.Pointer[routerRef]
+	pub          Publisher
+	cfg          config.Pipeline
+	maxDeliver   int
+	log          *zap.Logger
+	m            *Metrics
+	now          func() time.Time
+	drainTimeout time.Duration
+	err          error // from an option, returned by Run
+}
+
+type routerRef struct{ r Router }
+
+// New returns a Processor reading cons. Zero values of cfg take the
+// defaults of [bus.DefaultPipeline] (4 workers, retry delay 2s, max
+// deliver 5, ack wait 30s); the consumer's own MaxDeliver and AckWait, when
+// its cached info has them, win over cfg because the server enforces them.
+// m may be nil. An invalid option makes Run fail with [ErrInvalidOption].
+func New(cons jetstream.Consumer, enr Enricher, rt Router, pub Publisher, cfg config.Pipeline, log *zap.Logger, m *Metrics, opts ...Option) *Processor {
+	cfg = bus.PipelineWithDefaults(cfg)
+	if info := cons.CachedInfo(); info != nil {
+		if info.Config.MaxDeliver != 0 {
+			cfg.MaxDeliver = info.Config.MaxDeliver
+		}
+		if info.Config.AckWait > 0 {
+			cfg.AckWait = info.Config.AckWait
+		}
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	p := &Processor{
+		cons:         cons,
+		enr:          enr,
+		pub:          pub,
+		cfg:          cfg,
+		maxDeliver:   cfg.MaxDeliver,
+		log:          log.Named("pipeline"),
+		m:            m,
+		now:          time.Now,
+		drainTimeout: DefaultDrainTimeout,
+	}
+	p.router.Store(&routerRef{rt})
+	for _, o := range opts {
+		if err := o(p); err != nil {
+			p.err = errors.Join(p.err, err)
+		}
+	}
+	return p
+}
+
+// SetRouter swaps the router used for the next messages (hot reload of the
+// routing rules). Messages in flight finish with the router they started
+// with.
+func (p *Processor) SetRouter(rt Router) { p.router.Store(&routerRef{rt}) }
+
+// Run consumes the ingest stream with cfg.Workers concurrent handlers until
+// ctx ends. Then it stops fetching, naks the messages fetched but not
+// started (they are redelivered at once), lets the in-flight ones finish
+// and ack or nak (at most the drain timeout, after which their context is
+// cancelled), and returns nil. It returns an error when it cannot consume
+// or the consumer goes away.
+func (p *Processor) Run(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	it, err := p.cons.Messages(jetstream.PullMaxMessages(p.cfg.Workers))
+	if err != nil {
+		return fmt.Errorf("pipeline: consume: %w", err)
+	}
+	stopDrain := context.AfterFunc(ctx, it.Drain)
+	defer stopDrain()
+	defer it.Stop()
+
+	// Handlers run under workCtx, which outlives ctx by the drain timeout
+	// so that in-flight messages can publish and ack.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, p.cfg.Workers)
+	p.log.Info("pipeline started", zap.Int("workers", p.cfg.Workers), zap.Int("max_deliver", p.maxDeliver))
+
+	var runErr error
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("pipeline: next message: %w", err)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			p.release(msg)
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			p.release(msg)
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			p.handle(workCtx, msg)
+		})
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(p.drainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		p.log.Warn("in-flight messages did not finish in time, cancelling them", zap.Duration("duration", p.drainTimeout))
+		cancelWork()
+		<-done
+	}
+	if runErr != nil {
+		return runErr
+	}
+	p.log.Info("pipeline stopped")
+	return nil
+}
+
+// release hands a fetched but unstarted message back for immediate
+// redelivery.
+func (p *Processor) release(msg jetstream.Msg) {
+	if err := msg.Nak(); err != nil {
+		p.log.Warn("nak on shutdown failed; the message is redelivered after ack_wait", zap.String("subject", msg.Subject()), zap.Error(err))
+	}
+}
+
+// delivery is one message being handled.
+type delivery struct {
+	msg    jetstream.Msg
+	meta   *jetstream.MsgMetadata
+	id     string // ingest Nats-Msg-Id, or stream:seq
+	source string
+	log    *zap.Logger
+}
+
+// lastAttempt reports whether the server will not deliver d again.
+func (p *Processor) lastAttempt(d *delivery) bool {
+	return p.maxDeliver > 0 && d.meta.NumDelivered >= uint64(p.maxDeliver)
+}
+
+// errPanic marks an error made from a recovered panic.
+var errPanic = errors.New("panic")
+
+// guard runs f, turning a panic into an error (logged with its stack and
+// counted) so that bad input never kills the stage.
+func (p *Processor) guard(d *delivery, stage string, f func() error) (err error) {
+	start := p.now()
+	defer func() {
+		p.m.stage.WithLabelValues(stage).Observe(p.now().Sub(start).Seconds())
+		if r := recover(); r != nil {
+			p.m.panics.WithLabelValues(stage).Inc()
+			d.log.Error("panic while processing message", zap.String("stage", stage),
+				zap.Any("panic", r), zap.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("%w in %s: %v", errPanic, stage, r)
+		}
+	}()
+	return f()
+}
+
+func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery: nothing to ack or retry.
+		p.log.Error("message without jetstream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
+		return
+	}
+	d := &delivery{msg: msg, meta: meta, source: lastToken(msg.Subject())}
+	if d.id = msg.Headers().Get(nats.MsgIdHdr); d.id == "" {
+		d.id = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+	}
+	d.log = p.log.With(zap.String("msg_id", d.id), zap.Uint64("seq", meta.Sequence.Stream), zap.Uint64("attempt", meta.NumDelivered))
+	hctx, cancel := context.WithTimeout(ctx, p.cfg.AckWait)
+	defer cancel()
+
+	var tk ticket.Ticket
+	err = p.guard(d, StageDecode, func() (err error) { tk, err = ticket.Decode(msg.Data()); return err })
+	if tk.ID != "" {
+		d.log = d.log.With(zap.String("ticket_id", tk.ID))
+	}
+	var verr *ticket.ValidationError
+	switch {
+	case err == nil:
+	case errors.As(err, &verr):
+		p.deadLetter(hctx, d, ticket.ReasonInvalid, tk.ID, err)
+		return
+	default: // ErrNotTicket or a panic
+		p.deadLetter(hctx, d, ticket.ReasonDecode, "", err)
+		return
+	}
+
+	var prof ticket.Profile
+	err = p.guard(d, StageEnrich, func() (err error) { prof, err = p.enr.Lookup(hctx, tk.Caller); return err })
+	switch {
+	case errors.Is(err, errPanic):
+		p.deadLetter(hctx, d, ticket.ReasonEnrichment, tk.ID, err)
+		return
+	case err != nil:
+		p.retry(ctx, hctx, d, StageEnrich, tk.ID, fmt.Errorf("profile lookup: %w", err))
+		return
+	}
+
+	rt := p.router.Load().r
+	var dec ticket.Routing
+	err = p.guard(d, StageRoute, func() (err error) { dec, err = rt.Route(&tk, &prof); return err })
+	if err != nil {
+		p.deadLetter(hctx, d, ticket.ReasonRouting, tk.ID, err)
+		return
+	}
+
+	routed := &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: p.now()}
+	err = p.guard(d, StagePublish, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
+	if err != nil {
+		p.retry(ctx, hctx, d, StagePublish, tk.ID, fmt.Errorf("publish routed: %w", err))
+		return
+	}
+	p.m.routed.WithLabelValues(string(dec.Tier), string(dec.Channel), string(prof.Name)).Inc()
+	p.m.latency.Observe(p.now().Sub(meta.Timestamp).Seconds())
+	if err := msg.DoubleAck(hctx); err != nil {
+		d.log.Warn("ack after routed publish failed; the redelivery will not publish twice", zap.Error(err))
+		return
+	}
+	d.log.Debug("ticket routed", zap.String("tier", string(dec.Tier)), zap.String("channel", string(dec.Channel)),
+		zap.String("route", strings.Join(dec.Rules, "/")), zap.String("source", d.source))
+}
+
+// retry naks d for a later attempt after a transient failure, or sends it
+// to the dead letters on its last allowed delivery. runCtx is the
+// handler's context: when it was cancelled (shutdown) the message is
+// nak'd without counting against it.
+func (p *Processor) retry(runCtx, ctx context.Context, d *delivery, stage, ticketID string, err error) {
+	if runCtx.Err() != nil {
+		d.log.Warn("processing interrupted by shutdown, message will be redelivered", zap.String("stage", stage), zap.Error(err))
+		p.release(d.msg)
+		return
+	}
+	if p.lastAttempt(d) {
+		p.deadLetter(ctx, d, ticket.ReasonMaxDeliver, ticketID, fmt.Errorf("after %d deliveries: %w", d.meta.NumDelivered, err))
+		return
+	}
+	p.m.retries.WithLabelValues(stage).Inc()
+	d.log.Warn("transient failure, message will be redelivered", zap.String("stage", stage),
+		zap.Duration("duration", p.cfg.RetryDelay), zap.Error(err))
+	if nerr := d.msg.NakWithDelay(p.cfg.RetryDelay); nerr != nil {
+		d.log.Warn("nak failed; the message is redelivered after ack_wait", zap.Error(nerr))
+	}
+}
+
+// deadLetter publishes d to <prefix>.dlq.<reason> with the error, the
+// original payload and the source, then acks it. If the dead letter cannot
+// be stored the message is nak'd (or, on its last delivery, left to the
+// server and logged as an error).
+func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketID string, cause error) {
+	dl := &ticket.DeadLetter{
+		Schema:     ticket.DeadLetterSchema,
+		Reason:     reason,
+		Error:      cause.Error(),
+		Source:     d.source,
+		TicketID:   ticketID,
+		Subject:    d.msg.Subject(),
+		Deliveries: int(d.meta.NumDelivered),
+		FailedAt:   p.now(),
+	}
+	dl.SetPayload(d.msg.Data())
+	err := p.guard(d, StagePublish, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
+	if err != nil {
+		if p.lastAttempt(d) {
+			d.log.Error("dead letter not stored on the last delivery; the message stays unacknowledged in the ingest stream",
+				zap.String("reason", reason), zap.Error(err))
+			return
+		}
+		p.m.retries.WithLabelValues(StagePublish).Inc()
+		d.log.Warn("dead letter not stored, message will be redelivered", zap.String("reason", reason), zap.Error(err))
+		if nerr := d.msg.NakWithDelay(p.cfg.RetryDelay); nerr != nil {
+			d.log.Warn("nak failed; the message is redelivered after ack_wait", zap.Error(nerr))
+		}
+		return
+	}
+	p.m.dlq.WithLabelValues(reason).Inc()
+	d.log.Warn("message sent to the dead letters", zap.String("reason", reason), zap.String("source", d.source), zap.Error(cause))
+	if err := d.msg.DoubleAck(ctx); err != nil {
+		d.log.Warn("ack after dead letter failed; the redelivery will not publish twice", zap.Error(err))
+	}
+}
+
+// lastToken returns the part of subject after its last dot: the source of
+// <prefix>.ingest.<source>.
+func lastToken(subject string) string {
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
