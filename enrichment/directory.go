@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -165,13 +166,12 @@ func (d *Directory) profile(data []byte) (ticket.Profile, error) {
 // Lookup returns the caller's profile by id, else by lower-cased email. A
 // profile from scores has Competence and Attitude normalised to 0…1; they
 // point into the directory and must not be modified. Lookup does not block
-// and does not allocate when the email is already lower case. It returns
-// [ErrNotSynced] before the initial load is done.
+// and does not allocate for an ASCII email. It returns [ErrNotSynced]
+// before the initial load is done.
 func (d *Directory) Lookup(_ context.Context, c ticket.Caller) (ticket.Profile, bool, error) {
 	if !d.ready.Load() {
 		return ticket.Profile{}, false, ErrNotSynced
 	}
-	email := strings.ToLower(c.Email) // returns c.Email itself when it is lower-case ASCII
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if c.ID != "" {
@@ -179,10 +179,45 @@ func (d *Directory) Lookup(_ context.Context, c ticket.Caller) (ticket.Profile, 
 			return p, true, nil
 		}
 	}
-	if email != "" {
-		if p, ok := d.byEmail[email]; ok {
+	if c.Email != "" {
+		if p, ok := d.lookupEmail(c.Email); ok {
 			return p, true, nil
 		}
 	}
 	return ticket.Profile{}, false, nil
+}
+
+// lookupEmail finds email in byEmail, lower-casing an ASCII email in a
+// stack buffer (a map index by string(bytes) does not allocate) and any
+// other with strings.ToLower. The caller holds d.mu.
+func (d *Directory) lookupEmail(email string) (ticket.Profile, bool) {
+	var buf [maxEmailLen]byte
+	if len(email) > len(buf) {
+		p, ok := d.byEmail[strings.ToLower(email)]
+		return p, ok
+	}
+	upper := false
+	for i := 0; i < len(email); i++ {
+		c := email[i]
+		if c >= utf8.RuneSelf {
+			p, ok := d.byEmail[strings.ToLower(email)]
+			return p, ok
+		}
+		if 'A' <= c && c <= 'Z' {
+			upper = true
+		}
+	}
+	if !upper {
+		p, ok := d.byEmail[email]
+		return p, ok
+	}
+	for i := 0; i < len(email); i++ {
+		c := email[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	p, ok := d.byEmail[string(buf[:len(email)])]
+	return p, ok
 }

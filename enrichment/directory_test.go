@@ -1,0 +1,412 @@
+package enrichment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// startKV runs a JetStream server on a random loopback port and returns a
+// fresh profiles bucket on it. Everything stops in t.Cleanup.
+func startKV(t testing.TB) jetstream.KeyValue {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready after 10s")
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatalf("connect to nats-server: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "profiles"})
+	if err != nil {
+		t.Fatalf("create bucket: %v", err)
+	}
+	return kv
+}
+
+// runDirectory runs d until the test ends, waits for its initial sync and
+// checks that Run stops cleanly.
+func runDirectory(t testing.TB, d *Directory) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run after cancel = %v, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run still running 10s after cancel")
+		}
+	})
+	select {
+	case <-d.Synced():
+	case err := <-errc:
+		t.Fatalf("Run = %v before the directory synced", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("directory not synced after 10s")
+	}
+}
+
+// waitLookup polls d until the lookup of c gives want, for at most 10s, and
+// reports what it last saw.
+func waitLookup(t *testing.T, d *Directory, c ticket.Caller, want string) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		last = lookupString(d, c)
+		if last == want {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("Lookup(%+v) = %s after 10s, want %s", c, last, want)
+		}
+	}
+}
+
+// lookupString prints a lookup as "miss", "error: …" or "<name> c=… a=…".
+func lookupString(d *Directory, c ticket.Caller) string {
+	p, ok, err := d.Lookup(context.Background(), c)
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case !ok:
+		return "miss"
+	case p.Source != SourceDirectory || p.Confidence != 1:
+		return fmt.Sprintf("bad source %q confidence %v", p.Source, p.Confidence)
+	case p.Competence != nil && p.Attitude != nil:
+		return fmt.Sprintf("%s c=%g a=%g", p.Name, *p.Competence, *p.Attitude)
+	}
+	return string(p.Name)
+}
+
+func importFile(t *testing.T, kv jetstream.KeyValue, name string) int {
+	t.Helper()
+	entries, err := ParseFile(name, readTestdata(t, name), defaultQuadrant(t))
+	if err != nil {
+		t.Fatalf("ParseFile(%s) = %v", name, err)
+	}
+	n, err := Import(t.Context(), kv, entries, "file:"+name)
+	if err != nil {
+		t.Fatalf("Import(%s) = %d, %v", name, n, err)
+	}
+	return n
+}
+
+func TestDirectory(t *testing.T) {
+	kv := startKV(t)
+	if n := importFile(t, kv, "good.csv"); n != 10 {
+		t.Fatalf("Import(good.csv) wrote %d keys, want 10 (4 people with email and id, 2 with one)", n)
+	}
+	d := NewDirectory(kv, defaultQuadrant(t), zaptest.NewLogger(t))
+	if got := lookupString(d, ticket.Caller{ID: "u-001"}); got != "error: "+ErrNotSynced.Error() {
+		t.Errorf("Lookup before Run = %s, want ErrNotSynced", got)
+	}
+	runDirectory(t, d)
+	if n := d.Len(); n != 10 {
+		t.Errorf("Len after sync = %d, want 10", n)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		caller ticket.Caller
+		want   string
+	}{
+		{"a caller is found by id", ticket.Caller{ID: "u-001"}, "doer"},
+		{"a caller is found by email", ticket.Caller{Email: "doer@example.com"}, "doer"},
+		{"an email is found whatever its case", ticket.Caller{Email: "PRIO@example.COM"}, "prioritizer"},
+		{"the id wins over the email", ticket.Caller{ID: "u-005", Email: "doer@example.com"}, "supported c=0.1 a=0.1"},
+		{"an unknown id falls back to the email", ticket.Caller{ID: "nobody", Email: "prio@example.com"}, "prioritizer"},
+		{"ids are case-sensitive", ticket.Caller{ID: "U-001"}, "miss"},
+		{"an id with bytes the key encodes is found", ticket.Caller{ID: `AD\trier`}, "trier c=0.3 a=0.7"},
+		{"an email with a plus is found", ticket.Caller{Email: "trier+it@example.org"}, "trier c=0.3 a=0.7"},
+		{"scores are classified and normalised", ticket.Caller{ID: "u-003"}, "trier c=0.2 a=0.8"},
+		{"a stranger is a miss", ticket.Caller{ID: "u-999", Email: "who@example.com"}, "miss"},
+		{"a caller without keys is a miss", ticket.Caller{Name: "Some One"}, "miss"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := lookupString(d, tt.caller); got != tt.want {
+				t.Errorf("Lookup(%+v) = %s, want %s", tt.caller, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("a put is seen without a restart", func(t *testing.T) {
+		if _, err := kv.Put(t.Context(), UserIDKey("u-new"), []byte(`{"profile":"trier"}`)); err != nil {
+			t.Fatal(err)
+		}
+		waitLookup(t, d, ticket.Caller{ID: "u-new"}, "trier")
+	})
+	t.Run("an update replaces the old profile", func(t *testing.T) {
+		if _, err := kv.Put(t.Context(), EmailKey("doer@example.com"), []byte(`{"competence":1,"attitude":9,"origin":"survey"}`)); err != nil {
+			t.Fatal(err)
+		}
+		waitLookup(t, d, ticket.Caller{Email: "doer@example.com"}, "trier c=0.1 a=0.9")
+	})
+	t.Run("a non-ascii email is found whatever its case", func(t *testing.T) {
+		if _, err := kv.Put(t.Context(), EmailKey("Émile@Example.com"), []byte(`{"profile":"supported"}`)); err != nil {
+			t.Fatal(err)
+		}
+		waitLookup(t, d, ticket.Caller{Email: "ÉMILE@EXAMPLE.COM"}, "supported")
+	})
+	t.Run("a delete is seen", func(t *testing.T) {
+		if err := kv.Delete(t.Context(), UserIDKey("u-new")); err != nil {
+			t.Fatal(err)
+		}
+		waitLookup(t, d, ticket.Caller{ID: "u-new"}, "miss")
+	})
+	t.Run("a purge is seen", func(t *testing.T) {
+		if err := kv.Purge(t.Context(), EmailKey("prio@example.com")); err != nil {
+			t.Fatal(err)
+		}
+		waitLookup(t, d, ticket.Caller{Email: "prio@example.com"}, "miss")
+	})
+	t.Run("a re-import is seen", func(t *testing.T) {
+		importFile(t, kv, "good.json")
+		waitLookup(t, d, ticket.Caller{Email: "prio@example.com"}, "prioritizer")
+		waitLookup(t, d, ticket.Caller{ID: "5"}, "supported c=0.1 a=0.1")
+	})
+}
+
+func TestDirectoryBadValues(t *testing.T) {
+	kv := startKV(t)
+	ctx := t.Context()
+	put := func(key, value string) {
+		t.Helper()
+		if _, err := kv.Put(ctx, key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(UserIDKey("u-1"), `{"profile":"doer"}`)
+	put(UserIDKey("u-2"), `{"profile":"doer"}`)
+	put("lease.poller", `{"owner":"x"}`)
+	core, logs := observer.New(zapcore.WarnLevel)
+	d := NewDirectory(kv, defaultQuadrant(t), zap.New(core))
+	runDirectory(t, d)
+	if n := logs.FilterMessage("ignoring key that is not a profile key").Len(); n != 1 {
+		t.Errorf("warnings for the foreign key = %d, want 1: %v", n, logs.All())
+	}
+
+	for i, tt := range []struct {
+		name  string
+		value string
+	}{
+		{"a value that is not JSON removes the profile", `doer`},
+		{"an unknown profile name removes the profile", `{"profile":"wizard"}`},
+		{"the unknown profile is not stored", `{"profile":"unknown"}`},
+		{"a lone score removes the profile", `{"competence":3}`},
+		{"scores beyond the scale remove the profile", `{"competence":30,"attitude":3}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("bad-%d@example.com", i)
+			put(EmailKey(id), `{"profile":"doer"}`)
+			waitLookup(t, d, ticket.Caller{Email: id}, "doer")
+			before := logs.FilterMessage("ignoring bad profile value").Len()
+			put(EmailKey(id), tt.value)
+			waitLookup(t, d, ticket.Caller{Email: id}, "miss")
+			if n := logs.FilterMessage("ignoring bad profile value").Len(); n != before+1 {
+				t.Errorf("bad-value warnings = %d, want %d", n, before+1)
+			}
+		})
+	}
+	t.Run("no log line holds an email or an id", func(t *testing.T) {
+		for _, e := range logs.All() {
+			line := e.Message + fmt.Sprint(e.ContextMap())
+			if strings.Contains(line, "example.com") || strings.Contains(line, "u-1") {
+				t.Errorf("log %q holds caller data: %s", e.Message, line)
+			}
+		}
+	})
+}
+
+func TestImportExport(t *testing.T) {
+	kv := startKV(t)
+	q := defaultQuadrant(t)
+	entries, err := ParseFile("good.yaml", readTestdata(t, "good.yaml"), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(t.Context(), kv, entries, "file:good.yaml"); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("the stored value carries the profile or the scores, and the origin", func(t *testing.T) {
+		for _, tt := range []struct{ key, want string }{
+			{EmailKey("doer@example.com"), `"profile":"doer"`},
+			{UserIDKey("u-003"), `"competence":2,"attitude":8`},
+		} {
+			e, err := kv.Get(t.Context(), tt.key)
+			if err != nil {
+				t.Fatalf("Get(%s) = %v", tt.key, err)
+			}
+			if v := string(e.Value()); !strings.Contains(v, tt.want) || !strings.Contains(v, `"origin":"file:good.yaml"`) || !strings.Contains(v, `"updated_at":`) {
+				t.Errorf("Get(%s) = %s, want %s with origin and updated_at", tt.key, v, tt.want)
+			}
+		}
+	})
+
+	t.Run("export gives one entry per key, sorted by key", func(t *testing.T) {
+		got, err := Export(t.Context(), kv)
+		if err != nil {
+			t.Fatalf("Export = %v", err)
+		}
+		var lines []string
+		for _, e := range got {
+			lines = append(lines, entryString(e))
+		}
+		want := []string{
+			`email="both@example.com" id="" profile= competence=9 attitude=9`,
+			`email="doer@example.com" id="" profile=doer competence=- attitude=-`,
+			`email="prio@example.com" id="" profile=prioritizer competence=- attitude=-`,
+			`email="supp@example.com" id="" profile= competence=1 attitude=1`,
+			`email="trier+it@example.org" id="" profile= competence=3 attitude=7`,
+			`email="" id="5" profile= competence=1 attitude=1`,
+			`email="" id="AD\\trier" profile= competence=3 attitude=7`,
+			`email="" id="u-001" profile=doer competence=- attitude=-`,
+			`email="" id="u-003" profile= competence=2 attitude=8`,
+			`email="" id="u-006" profile= competence=9 attitude=9`,
+		}
+		if !slices.Equal(lines, want) {
+			t.Errorf("Export =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+		}
+		if _, err := Import(t.Context(), kv, got, "export"); err != nil {
+			t.Errorf("Import(Export()) = %v, want the export to import back", err)
+		}
+	})
+
+	t.Run("export skips what is not a profile and says so", func(t *testing.T) {
+		if _, err := kv.Put(t.Context(), "lease.poller", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Delete(t.Context(), UserIDKey("u-001")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Export(t.Context(), kv)
+		if !errors.Is(err, ErrSkipped) {
+			t.Errorf("Export error = %v, want ErrSkipped", err)
+		}
+		if len(got) != 9 {
+			t.Errorf("Export = %d entries, want the 9 good ones", len(got))
+		}
+	})
+
+	t.Run("import checks every entry before writing any", func(t *testing.T) {
+		for _, tt := range []struct {
+			name    string
+			entries []Entry
+		}{
+			{"an entry without keys", []Entry{{Email: "new@example.com", Profile: ticket.Doer}, {Profile: ticket.Doer}}},
+			{"an entry with one score", []Entry{{Email: "new@example.com", Profile: ticket.Doer}, {UserID: "x", Competence: ptr(1)}}},
+			{"an entry without profile or scores", []Entry{{Email: "new@example.com", Profile: ticket.Doer}, {UserID: "x"}}},
+			{"an entry with the unknown profile", []Entry{{Email: "new@example.com", Profile: ticket.Doer}, {UserID: "x", Profile: ticket.Unknown}}},
+			{"an entry with a negative score", []Entry{{Email: "new@example.com", Profile: ticket.Doer}, {UserID: "x", Competence: ptr(-1), Attitude: ptr(1)}}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				n, err := Import(t.Context(), kv, tt.entries, "test")
+				if err == nil || n != 0 {
+					t.Errorf("Import = %d, %v, want 0 and an error", n, err)
+				}
+				if _, err := kv.Get(t.Context(), EmailKey("new@example.com")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+					t.Errorf("Get(new@example.com) = %v, want ErrKeyNotFound: nothing written", err)
+				}
+			})
+		}
+	})
+}
+
+func TestDirectoryRunEndsWithTheBucket(t *testing.T) {
+	kv := startKV(t)
+	d := NewDirectory(kv, defaultQuadrant(t), zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	select {
+	case <-d.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("an empty bucket did not sync after 10s")
+	}
+	if got := lookupString(d, ticket.Caller{ID: "u-1"}); got != "miss" {
+		t.Errorf("Lookup in an empty bucket = %s, want miss", got)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10s after cancel")
+	}
+}
+
+func BenchmarkDirectoryLookup(b *testing.B) {
+	kv := startKV(b)
+	const people = 1000
+	entries := make([]Entry, people)
+	for i := range entries {
+		entries[i] = Entry{Email: fmt.Sprintf("person%d@example.com", i), UserID: fmt.Sprintf("u-%d", i), Competence: ptr(8), Attitude: ptr(2)}
+	}
+	if _, err := Import(context.Background(), kv, entries, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	d := NewDirectory(kv, defaultQuadrant(b), zap.NewNop())
+	runDirectory(b, d)
+	for _, bc := range []struct {
+		name   string
+		caller ticket.Caller
+	}{
+		{"by=id", ticket.Caller{ID: "u-500"}},
+		{"by=email", ticket.Caller{Email: "person500@example.com"}},
+		{"by=mixed-case-email", ticket.Caller{Email: "Person500@Example.com"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok, err := d.Lookup(ctx, bc.caller); !ok || err != nil {
+					b.Fatalf("Lookup(%+v) = %v, %v, want a hit", bc.caller, ok, err)
+				}
+			}
+		})
+	}
+}
