@@ -262,7 +262,7 @@ func (p *mparser) list() (items []string, pos []int, err error) {
 	for {
 		p.skipSpace()
 		if p.eof() {
-			return nil, nil, p.errAt(p.pos, "unclosed list; want %q", closer)
+			return nil, nil, p.errAt(p.pos, "unclosed list; want %q", string(closer))
 		}
 		if p.s[p.pos] == closer && len(items) == 0 {
 			return nil, nil, p.errAt(p.pos, "empty list")
@@ -283,7 +283,7 @@ func (p *mparser) list() (items []string, pos []int, err error) {
 		p.skipSpace()
 		switch {
 		case p.eof():
-			return nil, nil, p.errAt(p.pos, "unclosed list; want %q", closer)
+			return nil, nil, p.errAt(p.pos, "unclosed list; want %q", string(closer))
 		case p.s[p.pos] == ',':
 			p.pos++
 			continue
@@ -295,7 +295,7 @@ func (p *mparser) list() (items []string, pos []int, err error) {
 			}
 			return items, pos, nil
 		}
-		return nil, nil, p.errAt(p.pos, "unexpected %q in the list; want \",\" or %q", p.next(), closer)
+		return nil, nil, p.errAt(p.pos, "unexpected %q in the list; want \",\" or %q", p.next(), string(closer))
 	}
 }
 

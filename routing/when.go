@@ -80,9 +80,12 @@ func compileWhen(env *cel.Env, src string) (*when, error) {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
 			}
-			if loc.Line() > 1 {
+			switch {
+			case loc == nil || loc.Line() < 1 || loc.Column() < 0:
+				msgs = append(msgs, msg)
+			case loc.Line() > 1:
 				msgs = append(msgs, fmt.Sprintf("line %d, column %d: %s", loc.Line(), loc.Column()+1, msg))
-			} else {
+			default:
 				msgs = append(msgs, fmt.Sprintf("column %d: %s", loc.Column()+1, msg))
 			}
 		}
