@@ -353,7 +353,38 @@ func TestImportExport(t *testing.T) {
 	})
 }
 
-func TestDirectoryRunEndsWithTheBucket(t *testing.T) {
+func TestSeed(t *testing.T) {
+	kv := startKV(t)
+	q := defaultQuadrant(t)
+	entries, err := ParseFile("good.csv", readTestdata(t, "good.csv"), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Seed(t.Context(), kv, entries, "file:good.csv"); n != 10 || err != nil {
+		t.Fatalf("Seed into an empty bucket = %d, %v, want 10 keys", n, err)
+	}
+	// Since the first start: one profile changed live, one deleted.
+	if _, err := kv.Put(t.Context(), UserIDKey("u-001"), []byte(`{"profile":"supported"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), EmailKey("prio@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a second seed writes only the keys without a value", func(t *testing.T) {
+		n, err := Seed(t.Context(), kv, entries, "file:good.csv")
+		if n != 1 || err != nil {
+			t.Errorf("Seed again = %d, %v, want 1 key (the deleted one)", n, err)
+		}
+	})
+	t.Run("a live change survives the seed", func(t *testing.T) {
+		e, err := kv.Get(t.Context(), UserIDKey("u-001"))
+		if err != nil || string(e.Value()) != `{"profile":"supported"}` {
+			t.Errorf("Get(id.u-001) after Seed = %v, want the live value", err)
+		}
+	})
+}
+
+func TestDirectoryEmptyBucket(t *testing.T) {
 	kv := startKV(t)
 	d := NewDirectory(kv, defaultQuadrant(t), zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(t.Context())

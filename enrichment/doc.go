@@ -4,9 +4,10 @@
 // A profile is looked up by a [Chain] of [Source]s, tried in order under a
 // per-source timeout. The [Directory] source mirrors a NATS KV bucket in
 // memory (keys from [EmailKey] and [UserIDKey], values written by [Import]
-// from a file read by [ParseFile]), so a lookup is a map read and an update
-// to the bucket is seen without a restart. Survey scores (competence and
-// attitude) are mapped onto the four profiles by a [Quadrant].
+// or [Seed] from a file read by [ParseFile]), so a lookup is a map read and
+// an update to the bucket is seen without a restart; [Static] serves the
+// same file without NATS. Survey scores (competence and attitude) are
+// mapped onto the four profiles by a [Quadrant].
 //
 // [DefaultHints] are the built-in hints per profile (communication style,
 // channels, what to do and avoid, status-update cadence, virtual-agent

@@ -97,12 +97,25 @@ func (e *Entry) validate() error {
 
 // Import writes entries to the profiles bucket: under [EmailKey] when the
 // entry has an email and under [UserIDKey] when it has an id, both when it
-// has both. An entry with scores is stored as scores (so that the
-// directory classifies them with the quadrant in force), otherwise as its
-// profile; origin is stored with it. Every entry is checked before the
-// first write. Import returns the number of keys written, which on error
-// is how many were written before it.
+// has both, replacing what the keys held. An entry with scores is stored
+// as scores (so that the directory classifies them with the quadrant in
+// force), otherwise as its profile; origin is stored with it. Every entry
+// is checked before the first write. Import returns the number of keys
+// written, which on error is how many were written before it.
 func Import(ctx context.Context, kv jetstream.KeyValue, entries []Entry, origin string) (int, error) {
+	return write(ctx, kv, entries, origin, false)
+}
+
+// Seed is [Import] for the file that seeds the bucket at start-up: it
+// writes only the keys that hold no value, so the profiles changed in the
+// bucket since (by a put, an import or a survey) survive a restart. A key
+// whose value was deleted holds none and is written again. Seed returns
+// the number of keys it created.
+func Seed(ctx context.Context, kv jetstream.KeyValue, entries []Entry, origin string) (int, error) {
+	return write(ctx, kv, entries, origin, true)
+}
+
+func write(ctx context.Context, kv jetstream.KeyValue, entries []Entry, origin string, onlyNew bool) (int, error) {
 	entries = slices.Clone(entries) // validate normalises; leave the caller's alone
 	for i := range entries {
 		if err := entries[i].validate(); err != nil {
@@ -124,10 +137,13 @@ func Import(ctx context.Context, kv jetstream.KeyValue, entries []Entry, origin 
 			return n, fmt.Errorf("import entry %d: %w", i, err)
 		}
 		for _, key := range entryKeys(e) {
-			if err := put(ctx, kv, key, data); err != nil {
+			created, err := put(ctx, kv, key, data, onlyNew)
+			if err != nil {
 				return n, fmt.Errorf("import entry %d: %w", i, err)
 			}
-			n++
+			if created {
+				n++
+			}
 		}
 	}
 	return n, nil
@@ -144,11 +160,20 @@ func entryKeys(e Entry) []string {
 	return keys
 }
 
-func put(ctx context.Context, kv jetstream.KeyValue, key string, data []byte) error {
+// put writes one key, or with onlyNew creates it when it holds no value.
+// It reports whether it wrote.
+func put(ctx context.Context, kv jetstream.KeyValue, key string, data []byte, onlyNew bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, kvTimeout)
 	defer cancel()
-	_, err := kv.Put(ctx, key, data)
-	return err
+	if !onlyNew {
+		_, err := kv.Put(ctx, key, data)
+		return err == nil, err
+	}
+	_, err := kv.Create(ctx, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ErrSkipped is returned, wrapped, by [Export] when some keys of the bucket

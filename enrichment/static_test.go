@@ -1,0 +1,52 @@
+package enrichment
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+func TestStatic(t *testing.T) {
+	q := defaultQuadrant(t)
+	entries, err := ParseFile("good.csv", readTestdata(t, "good.csv"), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries = append(entries, Entry{UserID: "bad", Profile: "wizard"}, Entry{UserID: "far", Competence: ptr(20), Attitude: ptr(1)})
+	s := NewStatic(entries, q)
+	if s.Name() != SourceFile {
+		t.Errorf("Name() = %q, want %q", s.Name(), SourceFile)
+	}
+	for _, tt := range []struct {
+		name   string
+		caller ticket.Caller
+		want   string
+	}{
+		{"a caller is found by id", ticket.Caller{ID: "u-001"}, "doer"},
+		{"a caller is found by email whatever its case", ticket.Caller{Email: "PRIO@example.com"}, "prioritizer"},
+		{"the id wins over the email", ticket.Caller{ID: "u-003", Email: "doer@example.com"}, "trier c=0.2 a=0.8"},
+		{"an entry without a valid profile is left out", ticket.Caller{ID: "bad"}, "miss"},
+		{"an entry with scores off the scale is left out", ticket.Caller{ID: "far"}, "miss"},
+		{"an empty caller is a miss", ticket.Caller{}, "miss"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok, err := s.Lookup(context.Background(), tt.caller)
+			got := "miss"
+			switch {
+			case err != nil:
+				got = "error: " + err.Error()
+			case ok && p.Source != SourceFile:
+				got = "source " + p.Source
+			case ok && p.Competence != nil:
+				got = fmt.Sprintf("%s c=%g a=%g", p.Name, *p.Competence, *p.Attitude)
+			case ok:
+				got = string(p.Name)
+			}
+			if got != tt.want {
+				t.Errorf("Lookup(%+v) = %s, want %s", tt.caller, got, tt.want)
+			}
+		})
+	}
+}
