@@ -182,13 +182,20 @@ func (p *caseParser) parseCase(index int, n *yaml.Node) Case {
 	p.index, p.name = index, ""
 	defer func() { p.index, p.name = 0, "" }()
 	c := Case{Line: n.Line}
+	if n.Kind == yaml.MappingNode { // name the case in messages about its other keys
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "name" && n.Content[i+1].Kind == yaml.ScalarNode {
+				p.name = n.Content[i+1].Value
+				break
+			}
+		}
+	}
 	m := p.mapping(n, "case", []string{"name", "profile", "ticket", "expect"})
 	if m == nil {
 		return c
 	}
 	if v := m["name"]; v != nil {
 		p.decode(v, "name", &c.Name)
-		p.name = c.Name
 	}
 	c.Ticket = ticket.Ticket{ID: caseIDPrefix + strconv.Itoa(index), Source: CaseSource}
 	if v := m["ticket"]; v != nil {
@@ -290,7 +297,7 @@ func (p *caseParser) parseExpect(n *yaml.Node) Expect {
 	if v := m["priority"]; v != nil && (e.Priority < 1 || e.Priority > 5) {
 		p.errf(v, "expect.priority: %d is out of range; use 1 (critical) to 5 (planning)", e.Priority)
 	}
-	if v := m["rules"]; v != nil && e.Rules == nil {
+	if v := m["rules"]; v != nil && v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
 		p.errf(v, "expect.rules: the list is empty; it starts with the root")
 	}
 	return e

@@ -15,9 +15,11 @@ type Explanation struct {
 	Source   string
 	Profile  ticket.ProfileName
 	// Priority is the effective priority before adjustments; PriorityFrom
-	// says where it came from.
+	// says where it came from. Adjust is the sum of the matched routes'
+	// priority_adjust, applied before clamping to 1…5.
 	Priority     int
 	PriorityFrom string
+	Adjust       int
 	// Root is the root route; Children hold the routes visited below it.
 	Root *Step
 	// Decision is what Route returns for the same input; zero after an
@@ -84,6 +86,9 @@ func (t *Tree) Explain(tk *ticket.Ticket, p *ticket.Profile) (ticket.Routing, *E
 	if err != nil {
 		return ticket.Routing{}, e, err
 	}
+	for _, n := range matched {
+		e.Adjust += n.adjust
+	}
 	e.Decision = t.decide(&in, matched)
 	return e.Decision, e, nil
 }
@@ -101,12 +106,15 @@ func explain(n *node, in *input, out []*node) (*Step, []*node, bool, error) {
 	if n.when != nil {
 		c := Condition{Expr: "when " + n.when.src, Want: "true"}
 		if all {
-			ok, err := n.evalWhen(in)
+			if in.act == nil {
+				in.act = newActivation(in)
+			}
+			ok, err := n.when.eval(in.act)
 			c.Evaluated, c.Held, c.Got = true, ok, strconv.FormatBool(ok)
 			if err != nil {
 				c.Got, c.Error = "an error", err.Error()
 				s.Conditions = append(s.Conditions, c)
-				return s, out, false, err
+				return s, out, false, n.whenError(err)
 			}
 			all = ok
 		}
@@ -149,7 +157,11 @@ func (e *Explanation) String() string {
 		b.WriteString("no decision\n")
 		return b.String()
 	}
-	fmt.Fprintf(&b, "decision: tier %s, channel %s, priority %d\n", d.Tier, d.Channel, d.Priority)
+	fmt.Fprintf(&b, "decision: tier %s, channel %s, priority %d", d.Tier, d.Channel, d.Priority)
+	if e.Adjust != 0 {
+		fmt.Fprintf(&b, " (%d adjusted by %+d)", e.Priority, e.Adjust)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "rules: %s\n", strings.Join(d.Rules, " > "))
 	if lines := hintLines(d.Hints); len(lines) > 0 {
 		b.WriteString("hints:\n")

@@ -295,9 +295,13 @@ func (n *node) evalWhen(in *input) (bool, error) {
 	}
 	ok, err := n.when.eval(in.act)
 	if err != nil {
-		return false, fmt.Errorf("%w: rule %s: %w", ErrWhen, n.name, err)
+		return false, n.whenError(err)
 	}
 	return ok, nil
+}
+
+func (n *node) whenError(err error) error {
+	return fmt.Errorf("%w: rule %s: %w", ErrWhen, n.name, err)
 }
 
 // decide folds the matched routes, root first, into the decision.
