@@ -42,6 +42,34 @@
 // ticket.tags, = and in hold when some tag equals a value, =~ when some tag
 // matches, and !=, not in and !~ when no tag does.
 //
+// # When expressions
+//
+// when is a CEL expression of type bool over the variables ticket and
+// profile, whose fields are the JSON names of [ticket.Ticket] and
+// [ticket.Profile] (ticket.caller.email, profile.competence); the CEL
+// strings extension is available. ticket.priority is the effective priority,
+// as for matchers; an absent competence or attitude reads as 0. A when
+// expression runs only when all matchers of its route hold, and at most
+// 100 000 cost units (about that many operations); a runtime error fails
+// Route with [ErrWhen].
+//
+// # Hints
+//
+// A decision's hints start as a deep copy of the base hints of the caller's
+// profile ([WithBaseHints]; callers without one of the four profiles get
+// those of [ticket.Unknown]). Each matched route's hints then apply in
+// order: communication_style, language ("technical" or "plain"),
+// virtual_agent, status_update_every (a Go duration) and preferred_channels
+// (comma-separated channel names) replace the base value; do and avoid
+// ("|"-separated) append to it; any other key is set in Hints.Extra.
+//
+// # Priority
+//
+// The effective priority is the ticket's own, else priority_matrix
+// [impact-1][urgency-1] (ITIL's by default), else default_priority (4 by
+// default). The priority_adjust of every matched route is added and the sum
+// clamped to 1…5.
+//
 // # What it does not do
 //
 // No I/O: it does not read the configuration file, look up profiles,
