@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/enrichment"
+	"github.com/deskrelay/deskrelay/internal/bus"
+	"github.com/deskrelay/deskrelay/internal/pipeline"
+)
+
+func serveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run deskrelay: webhook ingress, processing and publishing",
+		Long: `Run every stage of deskrelay in one process. With no nats.url in the
+config, an embedded NATS server with JetStream is started (file storage under
+data_dir) and listens on nats.embedded.listen for downstream consumers.
+
+Stops gracefully on SIGINT or SIGTERM: stops accepting webhooks, finishes the
+tickets in flight, flushes NATS and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, g, nil)
+		},
+	}
+}
+
+// addrs are where a running deskrelay listens.
+type addrs struct {
+	HTTP string // host:port
+	NATS string // nats://host:port, "" when there is no embedded listener
+}
+
+// serve runs deskrelay until ctx is done. ready, when not nil, receives the
+// listen addresses once deskrelay accepts webhooks (tests use it).
+func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
+	bootLog, err := newLogger(g.logFormat, "info")
+	if err != nil {
+		return err
+	}
+	p, err := compile(g.configPath, bootLog)
+	if err != nil {
+		return err
+	}
+	cfg := p.cfg
+	log, err := newLogger(firstNonEmpty(g.logFormat, cfg.Log.Format), cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log.Info("starting deskrelay", zap.String("version", version), zap.String("config", g.configPath))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name:        "deskrelay_build_info",
+		Help:        "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	}).Set(1)
+
+	// NATS: embedded unless a URL is given.
+	var srv *server.Server
+	if cfg.NATS.URL == "" {
+		dataDir := cfg.DataDir
+		if !filepath.IsAbs(dataDir) {
+			dataDir = filepath.Join(filepath.Dir(g.configPath), dataDir)
+		}
+		if srv, err = bus.StartEmbedded(cfg.NATS, dataDir, log); err != nil {
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			log.Info("embedded NATS stopped")
+		}()
+	}
+	nc, err := bus.Connect(ctx, cfg.NATS, srv, log)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, cfg.NATS, log, bus.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	if err := b.Provision(ctx); err != nil {
+		return fmt.Errorf("provision JetStream streams and buckets: %w", err)
+	}
+	kv, err := b.ProfilesKV(ctx)
+	if err != nil {
+		return err
+	}
+	if p.profiles != nil {
+		n, err := enrichment.Seed(ctx, kv, p.profiles, "file:"+filepath.Base(cfg.Profiles.File))
+		if err != nil {
+			return fmt.Errorf("seed profile directory from %s: %w", cfg.Profiles.File, err)
+		}
+		log.Info("profile directory seeded", zap.Int("rows", len(p.profiles)), zap.Int("new_keys", n))
+	}
+	dir := enrichment.NewDirectory(kv, p.quadrant, log)
+	chain := enrichment.NewChain(log, enrichment.NewMetrics(reg), cfg.Profiles.LookupTimeout, dir)
+	cons, err := b.IngestConsumer(ctx, cfg.Pipeline)
+	if err != nil {
+		return fmt.Errorf("create ingest consumer: %w", err)
+	}
+	proc := pipeline.New(cons, chain, p.tree, b, cfg.Pipeline, log, pipeline.NewMetrics(reg))
+
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/{source}", connectors.NewIngress(p.endpoints, b, cfg.HTTP.PublishTimeout, cfg.HTTP.RetryAfter, log, connectors.NewMetrics(reg)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, "ok", "")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := b.Ready(rctx); err != nil {
+			writeStatus(w, http.StatusServiceUnavailable, "not ready", err.Error())
+			return
+		}
+		select {
+		case <-dir.Synced():
+		default:
+			writeStatus(w, http.StatusServiceUnavailable, "not ready", "profile directory is still loading")
+			return
+		}
+		writeStatus(w, http.StatusOK, "ready", "")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.HTTP.ReadTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	log.Info("listening", zap.String("http", ln.Addr().String()), zap.String("nats", natsAddr(cfg.NATS.URL, srv)))
+	if ready != nil {
+		a := addrs{HTTP: ln.Addr().String()}
+		if srv != nil && srv.Addr() != nil {
+			a.NATS = "nats://" + srv.Addr().String()
+		}
+		ready <- a
+	}
+
+	// The processor and the directory stop when work is cancelled, which
+	// happens only after the HTTP server has stopped accepting.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	eg, ectx := errgroup.WithContext(work)
+	eg.Go(func() error { return dir.Run(ectx) })
+	eg.Go(func() error { return proc.Run(ectx) })
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(ln) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-httpErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	case <-ectx.Done():
+		runErr = errors.New("a stage stopped unexpectedly")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown incomplete", zap.Error(err))
+	}
+	cancelWork()
+	if err := eg.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = err
+	}
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", zap.Error(err))
+	}
+	for nc.IsDraining() {
+		select {
+		case <-sctx.Done():
+			log.Warn("nats drain did not finish in time")
+			return runErr
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func writeStatus(w http.ResponseWriter, code int, status, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+		Reason string `json:"reason,omitempty"`
+	}{status, reason})
+}
+
+func natsAddr(url string, srv *server.Server) string {
+	if url != "" {
+		return "external"
+	}
+	if addr := srv.Addr(); addr != nil {
+		return "nats://" + addr.String()
+	}
+	return "in-process only"
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+const exampleConfig = "../../deploy/examples/deskrelay.yaml"
+
+// running is a deskrelay started by startServe.
+type running struct {
+	addrs
+	token string
+	stop  func() error // cancels and returns serve's result
+}
+
+// startServe runs serve on the example config with loopback ports chosen
+// by the kernel and a temporary data dir; env may override more keys.
+func startServe(t *testing.T, env map[string]string) *running {
+	t.Helper()
+	t.Setenv("DESKRELAY_DATA_DIR", t.TempDir())
+	t.Setenv("DESKRELAY_HTTP_LISTEN", "127.0.0.1:0")
+	t.Setenv("DESKRELAY_NATS_EMBEDDED_LISTEN", "127.0.0.1:0")
+	t.Setenv("DESKRELAY_LOG_LEVEL", "warn")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	token, err := os.ReadFile("../../deploy/examples/generic.token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan addrs, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, &globals{configPath: exampleConfig, logFormat: "console"}, ready) }()
+	r := &running{token: strings.TrimSpace(string(token))}
+	select {
+	case r.addrs = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve returned before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("serve not listening after 30s")
+	}
+	stopped := false
+	r.stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("serve did not stop within 30s of cancel")
+		}
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return r
+}
+
+func (r *running) post(t *testing.T, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+r.HTTP+"/webhooks/generic", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// routedReader reads routed (or DLQ) messages in stream order.
+func routedReader(t *testing.T, natsURL, stream string) func() jetstream.Msg {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatalf("connect %s: %v", natsURL, err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	var cons jetstream.Consumer
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cons, err = js.OrderedConsumer(t.Context(), stream, jetstream.OrderedConsumerConfig{})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the stream is provisioned by serve
+	}
+	if err != nil {
+		t.Fatalf("consumer on %s: %v", stream, err)
+	}
+	return func() jetstream.Msg {
+		t.Helper()
+		msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
+		if err != nil {
+			t.Fatalf("no message on %s within 15s: %v", stream, err)
+		}
+		return msg
+	}
+}
+
+func laptop(id, email string) string {
+	return fmt.Sprintf(`{"id":%q,"title":"Laptop does not boot after BIOS update","description":"Black screen after the update.","caller":{"email":%q},"channel":"portal","category":"hardware","impact":2,"urgency":2,"updated_at":"2024-05-13T10:15:42Z"}`, id, email)
+}
+
+// The done-when of the core issue: the same laptop problem from the four
+// example users yields four routed messages that differ as DESIGN.md §1 says.
+func TestServeRoutesTheFourProfiles(t *testing.T) {
+	r := startServe(t, nil)
+	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
+	want := map[string]struct {
+		profile       ticket.ProfileName
+		tier          ticket.Tier
+		channel       ticket.Channel
+		language      string
+		virtualAgent  string
+		firstChannel  ticket.Channel
+		subject       string
+		rulesContains string
+	}{
+		"LAP-doer":        {ticket.Doer, ticket.TierL2, ticket.ChannelPortal, "technical", "knowledge_links", ticket.ChannelPortal, "deskrelay.routed.l2.portal", "doer"},
+		"LAP-prioritizer": {ticket.Prioritizer, ticket.TierL2, ticket.ChannelPhone, "technical", "solve_in_session", ticket.ChannelPhone, "deskrelay.routed.l2.phone", "prioritizer"},
+		"LAP-trier":       {ticket.Trier, ticket.TierL1, ticket.ChannelEmail, "plain", "guided_steps", ticket.ChannelEmail, "deskrelay.routed.l1.email", "trier"},
+		"LAP-supported":   {ticket.Supported, ticket.TierDesktop, ticket.ChannelWalkIn, "plain", "handoff_to_human", ticket.ChannelPhone, "deskrelay.routed.desktop.walk_in", "supported-hardware"},
+	}
+	for _, who := range []string{"doer", "prioritizer", "trier", "supported"} {
+		code, body := r.post(t, laptop("LAP-"+who, who+"@example.com"))
+		if code != http.StatusAccepted {
+			t.Fatalf("POST laptop for %s = %d %s, want 202", who, code, body)
+		}
+	}
+	seen := map[string]bool{}
+	for range want {
+		msg := next()
+		var rt ticket.Routed
+		if err := json.Unmarshal(msg.Data(), &rt); err != nil {
+			t.Fatalf("routed message is not JSON: %v", err)
+		}
+		w, ok := want[rt.Ticket.ID]
+		if !ok || seen[rt.Ticket.ID] {
+			t.Fatalf("unexpected routed message for %q", rt.Ticket.ID)
+		}
+		seen[rt.Ticket.ID] = true
+		got := rt.Routing
+		if rt.Schema != ticket.RoutedSchema || rt.Profile.Name != w.profile || got.Tier != w.tier || got.Channel != w.channel ||
+			got.Hints.Language != w.language || got.Hints.VirtualAgent != w.virtualAgent || msg.Subject() != w.subject ||
+			len(got.Hints.PreferredChannels) == 0 || got.Hints.PreferredChannels[0] != w.firstChannel ||
+			!strings.Contains(strings.Join(got.Rules, "/"), w.rulesContains) || got.Priority != 3 {
+			t.Errorf("%s routed on %s as profile=%s tier=%s channel=%s priority=%d rules=%v hints=%+v\nwant %+v",
+				rt.Ticket.ID, msg.Subject(), rt.Profile.Name, got.Tier, got.Channel, got.Priority, got.Rules, got.Hints, w)
+		}
+		h := msg.Headers()
+		if h.Get(ticket.HeaderProfile) != string(w.profile) || h.Get(ticket.HeaderTier) != string(w.tier) ||
+			h.Get(ticket.HeaderChannel) != string(w.channel) || h.Get(ticket.HeaderPriority) != "3" {
+			t.Errorf("%s headers = %v", rt.Ticket.ID, h)
+		}
+	}
+}
+
+func TestServeStoresARedeliveredWebhookOnce(t *testing.T) {
+	r := startServe(t, nil)
+	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
+	for i := range 2 {
+		if code, body := r.post(t, laptop("DUP-1", "doer@example.com")); code != http.StatusAccepted {
+			t.Fatalf("POST #%d = %d %s, want 202 both times", i+1, code, body)
+		}
+	}
+	// A later ticket: once it is routed, a second DUP-1 would have been too.
+	if code, _ := r.post(t, laptop("AFTER-1", "trier@example.com")); code != http.StatusAccepted {
+		t.Fatalf("POST AFTER-1 = %d", code)
+	}
+	var ids []string
+	for len(ids) < 2 {
+		var rt ticket.Routed
+		_ = json.Unmarshal(next().Data(), &rt)
+		ids = append(ids, rt.Ticket.ID)
+	}
+	nc, _ := nats.Connect(r.NATS)
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	for _, s := range []string{"DESKRELAY_INGEST", "DESKRELAY_ROUTED"} {
+		st, err := js.Stream(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := st.CachedInfo().State.Msgs; n != 2 {
+			t.Errorf("%s holds %d messages after DUP-1 twice and AFTER-1, want 2 (routed ids %v)", s, n, ids)
+		}
+	}
+}
+
+func TestServeDeadLettersWhatCannotBeDecoded(t *testing.T) {
+	r := startServe(t, nil)
+	next := routedReader(t, r.NATS, "DESKRELAY_DLQ")
+	nc, err := nats.Connect(r.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// A producer writing straight onto the ingest subject, bypassing the
+	// webhook checks.
+	if _, err := js.Publish(t.Context(), "deskrelay.ingest.generic", []byte(`not json at all`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "deskrelay.ingest.generic", []byte(`{"id":"X1","source":"generic"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ subject, reason, payload string }{
+		{"deskrelay.dlq.decode", "decode", "not json at all"},
+		{"deskrelay.dlq.invalid", "invalid", `"X1"`},
+	} {
+		msg := next()
+		var dl ticket.DeadLetter
+		if err := json.Unmarshal(msg.Data(), &dl); err != nil {
+			t.Fatal(err)
+		}
+		payload := string(dl.Payload) + string(dl.PayloadBase64)
+		if msg.Subject() != want.subject || dl.Reason != want.reason || dl.Error == "" || !strings.Contains(payload, want.payload) || dl.Schema != ticket.DeadLetterSchema {
+			t.Errorf("dead letter on %s = %+v (payload %q), want %+v", msg.Subject(), dl, payload, want)
+		}
+	}
+}
+
+func TestValidateReportsEveryMistake(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile(exampleConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := string(src)
+	for _, r := range [][2]string{
+		{"  listen: 127.0.0.1:8080", "  listne: 127.0.0.1:8080"},
+		{"    sync_interval: 2m", "    sync_interval: sometimes"},
+		{"matchers: ['profile = prioritizer']", "matchers: ['profile = prioritiser']"},
+	} {
+		if !strings.Contains(bad, r[0]) {
+			t.Fatalf("example config no longer contains %q", r[0])
+		}
+		bad = strings.Replace(bad, r[0], r[1], 1)
+	}
+	for _, f := range []string{"profiles.csv", "generic.token"} {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(exampleConfig), f))
+		_ = os.WriteFile(filepath.Join(dir, f), b, 0o600)
+	}
+	path := filepath.Join(dir, "deskrelay.yaml")
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"validate", "--config", path}, &stdout, &stderr)
+	got := strings.ReplaceAll(stderr.String(), path, "deskrelay.yaml")
+	checkGolden(t, "validate-three-mistakes", []byte(got))
+	if code != 2 {
+		t.Errorf("validate exit code = %d, want 2", code)
+	}
+}
+
+func TestRouteTestPassesOnTheExampleCases(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"route", "test", "--config", exampleConfig, "../../deploy/examples/route-cases.yaml"}, &stdout, &stderr)
+	if code != 0 {
+		t.Errorf("route test exit code = %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+}
