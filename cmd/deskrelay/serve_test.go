@@ -30,7 +30,7 @@ type running struct {
 
 // startServe runs serve on the example config with loopback ports chosen
 // by the kernel and a temporary data dir; env may override more keys.
-func startServe(t *testing.T, env map[string]string) *running {
+func startServe(t testing.TB, env map[string]string) *running {
 	t.Helper()
 	t.Setenv("DESKRELAY_DATA_DIR", t.TempDir())
 	t.Setenv("DESKRELAY_HTTP_LISTEN", "127.0.0.1:0")
