@@ -30,11 +30,9 @@ var ErrInvalidOption = errors.New("invalid routing option")
 // rootPath is the key path of the root route in the configuration file.
 const rootPath = "routing.route"
 
-// Defaults of [config.Routing].
-var (
-	// DefaultPriorityMatrix is the ITIL matrix, [impact-1][urgency-1].
-	DefaultPriorityMatrix = [3][3]int{{1, 2, 3}, {2, 3, 4}, {3, 4, 5}}
-)
+// itilMatrix is the ITIL priority matrix, [impact-1][urgency-1], used when
+// the config has none.
+var itilMatrix = [3][3]int{{1, 2, 3}, {2, 3, 4}, {3, 4, 5}}
 
 // DefaultPriority is the priority of a ticket with neither a priority nor
 // both impact and urgency, when the config leaves default_priority at 0.
@@ -133,7 +131,7 @@ func New(cfg config.Routing, opts ...Option) (*Tree, error) {
 
 func compileMatrix(m [][]int, errs *config.Errors) [3][3]int {
 	if len(m) == 0 {
-		return DefaultPriorityMatrix
+		return itilMatrix
 	}
 	const path = "routing.priority_matrix"
 	var out [3][3]int
