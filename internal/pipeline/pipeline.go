@@ -178,6 +178,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.release(msg)
 			continue
 		}
+		if ctx.Err() != nil { // both were ready: stopping wins
+			<-slots
+			p.release(msg)
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			p.handle(workCtx, msg)

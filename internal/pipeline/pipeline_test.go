@@ -82,14 +82,22 @@ func newEnv(t *testing.T, cfg config.Pipeline) *env {
 // stops it too and reports an error.
 func run(t *testing.T, p *Processor) (stop func() error) {
 	t.Helper()
+	cancel, wait := start(t, p)
+	return func() error { cancel(); return wait() }
+}
+
+// start runs p and returns cancel, which ends Run's ctx, and wait, which
+// returns what Run returned (an error after 20s without return). The
+// test's cleanup cancels and waits too, and reports an error.
+func start(t *testing.T, p *Processor) (cancel func(), wait func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(ctx) }()
 	var once sync.Once
 	var runErr error
-	stop = func() error {
+	wait = func() error {
 		once.Do(func() {
-			cancel()
 			select {
 			case runErr = <-errc:
 			case <-time.After(20 * time.Second):
@@ -99,11 +107,12 @@ func run(t *testing.T, p *Processor) (stop func() error) {
 		return runErr
 	}
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		cancel()
+		if err := wait(); err != nil {
 			t.Errorf("Run = %v, want nil after a clean stop", err)
 		}
 	})
-	return stop
+	return cancel, wait
 }
 
 func (e *env) processor(t *testing.T, enr Enricher, rt Router, pub Publisher, m *Metrics) *Processor {
@@ -144,9 +153,16 @@ func receive(t *testing.T, ch <-chan *nats.Msg, what string) *nats.Msg {
 	}
 }
 
-// waitAcked polls the consumer until nothing is pending or unacked.
+// waitAcked polls the consumer until every message of the ingest stream
+// is delivered and acked: nothing pending or unacked, and the ack floor at
+// the stream's last sequence.
 func (e *env) waitAcked(t *testing.T) *jetstream.ConsumerInfo {
 	t.Helper()
+	s, err := e.bus.JetStream().Stream(t.Context(), e.bus.StreamName(bus.KindIngest))
+	if err != nil {
+		t.Fatalf("ingest stream: %v", err)
+	}
+	last := s.CachedInfo().State.LastSeq
 	deadline := time.Now().Add(15 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -155,11 +171,11 @@ func (e *env) waitAcked(t *testing.T) *jetstream.ConsumerInfo {
 		if err != nil {
 			t.Fatalf("consumer info: %v", err)
 		}
-		if info.NumAckPending == 0 && info.NumPending == 0 && info.NumRedelivered == 0 {
+		if info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream == last {
 			return info
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consumer after 15s: %d pending, %d unacked, %d redelivered; want all 0", info.NumPending, info.NumAckPending, info.NumRedelivered)
+			t.Fatalf("consumer after 15s: %d pending, %d unacked, ack floor %d; want 0, 0, %d", info.NumPending, info.NumAckPending, info.AckFloor.Stream, last)
 		}
 		<-tick.C
 	}
@@ -427,7 +443,7 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 		ctxErr.Store(fmt.Sprint(ctx.Err()))
 		return ticket.Profile{Name: ticket.Supported, Source: "survey"}, nil
 	})
-	stop := run(t, e.processor(t, slow, toL2Portal, nil, nil))
+	cancel, wait := start(t, e.processor(t, slow, toL2Portal, nil, nil))
 	if err := e.bus.Ingest(t.Context(), goodTicket("INC11")); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
@@ -436,8 +452,9 @@ func TestGracefulStopFinishesInFlight(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("enricher not called within 15s")
 	}
+	cancel()
 	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
+	go func() { stopped <- wait() }()
 	// Run cannot return while the enricher holds the message; a Run that
 	// did not wait would show up here (this is a check, not a wait).
 	select {
@@ -502,5 +519,44 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if got := testutil.CollectAndCount(m.dlq); got != len(ticket.Reasons) {
 		t.Errorf("deskrelay_dlq_total series = %d, want one per reason (%d)", got, len(ticket.Reasons))
+	}
+}
+
+// TestStopHandsBackFetchedMessages checks that a message fetched but not
+// started when Run stops is nak'd, so another processor gets it at once
+// rather than after ack_wait (30s here).
+func TestStopHandsBackFetchedMessages(t *testing.T) {
+	e := newEnv(t, config.Pipeline{Workers: 1, AckWait: 30 * time.Second})
+	entered := make(chan struct{}, 2)
+	release := make(chan struct{})
+	blocking := enricherFunc(func(ctx context.Context, c ticket.Caller) (ticket.Profile, error) {
+		entered <- struct{}{}
+		<-release
+		return ticket.Profile{Name: ticket.Trier, Source: "survey"}, nil
+	})
+	cancel, wait := start(t, e.processor(t, blocking, toL2Portal, nil, nil))
+	for _, id := range []string{"INC20", "INC21", "INC22"} {
+		if err := e.bus.Ingest(t.Context(), goodTicket(id)); err != nil {
+			t.Fatalf("Ingest(%s): %v", id, err)
+		}
+	}
+	select {
+	case <-entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("enricher not called within 15s")
+	}
+	cancel() // before the release: no further message may start
+	close(release)
+	if err := wait(); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := len(entered); got != 0 {
+		t.Errorf("the stopping processor started %d more messages, want 0", got)
+	}
+
+	run(t, e.processor(t, doer, toL2Portal, nil, nil))
+	e.waitAcked(t)
+	if n := e.streamMsgs(t, bus.KindRouted); n != 3 {
+		t.Errorf("routed stream holds %d messages, want 3", n)
 	}
 }
