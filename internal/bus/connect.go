@@ -43,6 +43,10 @@ func Connect(ctx context.Context, cfg config.NATS, srv *server.Server, log *zap.
 		nats.MaxReconnects(-1),
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil && nc.IsClosed() { // our own Close or Drain
+				log.Debug("nats disconnected")
+				return
+			}
 			log.Warn("nats disconnected", zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
