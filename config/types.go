@@ -64,8 +64,9 @@ type NATS struct {
 
 // Embedded configures the in-process NATS server.
 type Embedded struct {
-	// Listen is the client address downstream consumers connect to;
-	// "" or "none" means in-process connections only.
+	// Listen is the client address downstream consumers connect to
+	// (default 127.0.0.1:4222; port 0 picks a free port); "none" means
+	// in-process connections only.
 	Listen   string `mapstructure:"listen"`
 	StoreDir string `mapstructure:"store_dir"` // default <data_dir>/jetstream
 	// SyncInterval is how often JetStream fsyncs: a duration, or "always"

@@ -50,12 +50,17 @@ type Bus struct {
 }
 
 // New returns a Bus on nc for cfg with the defaults of [DefaultStream],
-// [DefaultSubjectPrefix] and [DefaultProfilesBucket] filled in. A bad
-// prefix, retention, storage or window is reported as [config.Errors]
-// with key paths (see [CheckConfig]). m may be nil.
+// [DefaultSubjectPrefix] and [DefaultProfilesBucket] filled in for zero
+// values. cfg is expected to have passed config.Load's checks; a bad
+// subject prefix is still refused here, and a bad retention or storage by
+// Provision. m may be nil.
 func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, error) {
-	if err := CheckConfig(cfg); err != nil {
-		return nil, err
+	if p := cfg.SubjectPrefix; p != "" {
+		for tok := range strings.SplitSeq(p, ".") {
+			if !validToken(tok) {
+				return nil, fmt.Errorf("bus: %w: subject prefix %q", ErrInvalidToken, p)
+			}
+		}
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -77,51 +82,6 @@ func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, err
 		kvReplicas: cmp.Or(cfg.KVReplicas, 1),
 		now:        time.Now,
 	}, nil
-}
-
-// CheckConfig reports the problems of the JetStream part of cfg that New
-// would refuse, as [config.Errors] with key paths under "nats.".
-func CheckConfig(cfg config.NATS) error {
-	var es config.Errors
-	if p := cfg.SubjectPrefix; p != "" {
-		for tok := range strings.SplitSeq(p, ".") {
-			if !validToken(tok) {
-				es = append(es, config.Errorf("nats.subject_prefix", "%q is not a valid subject prefix; use dot-separated tokens without '*', '>' or spaces", p))
-				break
-			}
-		}
-	}
-	for _, s := range []struct {
-		kind string
-		cfg  config.Stream
-	}{{KindIngest, cfg.Streams.Ingest}, {KindRouted, cfg.Streams.Routed}, {KindDLQ, cfg.Streams.DLQ}} {
-		path := "nats.streams." + s.kind
-		st := StreamWithDefaults(s.kind, s.cfg)
-		if _, err := retention(st.Retention); err != nil {
-			es = append(es, config.Errorf(path+".retention", "%v", err))
-		}
-		if _, err := storage(st.Storage); err != nil {
-			es = append(es, config.Errorf(path+".storage", "%v", err))
-		}
-		if st.Replicas < 1 || st.Replicas > 5 {
-			es = append(es, config.Errorf(path+".replicas", "%d is out of range; use 1…5", st.Replicas))
-		}
-		if st.MaxAge < 0 {
-			es = append(es, config.Errorf(path+".max_age", "%s is negative", st.MaxAge))
-		}
-		if st.DuplicateWindow < 0 {
-			es = append(es, config.Errorf(path+".duplicate_window", "%s is negative", st.DuplicateWindow))
-		} else if st.MaxAge > 0 && st.DuplicateWindow > st.MaxAge {
-			es = append(es, config.Errorf(path+".duplicate_window", "%s exceeds max_age %s; JetStream requires duplicate_window <= max_age", st.DuplicateWindow, st.MaxAge))
-		}
-		if st.Name != strings.TrimSpace(st.Name) || strings.ContainsAny(st.Name, ". *>/\\\t\r\n") {
-			es = append(es, config.Errorf(path+".name", "%q is not a valid stream name", st.Name))
-		}
-	}
-	if cfg.KVReplicas < 0 || cfg.KVReplicas > 5 {
-		es = append(es, config.Errorf("nats.kv_replicas", "%d is out of range; use 1…5", cfg.KVReplicas))
-	}
-	return es.Err()
 }
 
 func retention(s string) (jetstream.RetentionPolicy, error) {

@@ -402,33 +402,6 @@ func TestStartEmbedded(t *testing.T) {
 	}
 }
 
-func TestCheckConfig(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		cfg  config.NATS
-		want string // "" = valid
-	}{
-		{"the zero config is valid", config.NATS{}, ""},
-		{"a dotted prefix is valid", config.NATS{SubjectPrefix: "acme.deskrelay"}, ""},
-		{"a wildcard prefix is invalid", config.NATS{SubjectPrefix: "acme.*"}, "nats.subject_prefix: "},
-		{"an unknown retention is invalid", config.NATS{Streams: config.Streams{Routed: config.Stream{Retention: "forever"}}}, `nats.streams.routed.retention: "forever" is not a retention`},
-		{"an unknown storage is invalid", config.NATS{Streams: config.Streams{DLQ: config.Stream{Storage: "disk"}}}, `nats.streams.dlq.storage: "disk" is not a storage`},
-		{"a window beyond max age is invalid", config.NATS{Streams: config.Streams{Ingest: config.Stream{MaxAge: time.Hour}}}, "nats.streams.ingest.duplicate_window: 24h0m0s exceeds max_age 1h0m0s"},
-		{"six replicas are invalid", config.NATS{Streams: config.Streams{Ingest: config.Stream{Replicas: 6}}}, "nats.streams.ingest.replicas: 6 is out of range"},
-		{"a stream name with a dot is invalid", config.NATS{Streams: config.Streams{Ingest: config.Stream{Name: "A.B"}}}, "nats.streams.ingest.name: "},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			err := CheckConfig(tt.cfg)
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("CheckConfig = %v, want nil", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("CheckConfig = %v, want an error containing %q", err, tt.want)
-			}
-		})
-	}
-}
-
 func TestProvisionOnCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")

@@ -54,25 +54,16 @@ const (
 // back hours later still publishes the routed message only once. An
 // unknown kind returns the zero Stream.
 func DefaultStream(kind string) config.Stream {
-	s := config.Stream{
-		Retention:       "limits",
-		MaxAge:          7 * 24 * time.Hour,
-		Replicas:        1,
-		DuplicateWindow: DefaultDuplicateWindow,
-		Storage:         "file",
-	}
+	d := config.Default().NATS.Streams
 	switch kind {
 	case KindIngest:
-		s.Name = "DESKRELAY_INGEST"
+		return d.Ingest
 	case KindRouted:
-		s.Name = "DESKRELAY_ROUTED"
+		return d.Routed
 	case KindDLQ:
-		s.Name = "DESKRELAY_DLQ"
-		s.MaxAge = 30 * 24 * time.Hour
-	default:
-		return config.Stream{}
+		return d.DLQ
 	}
-	return s
+	return config.Stream{}
 }
 
 // StreamWithDefaults returns s with every zero field set from
@@ -91,16 +82,7 @@ func StreamWithDefaults(kind string, s config.Stream) config.Stream {
 // DefaultPipeline returns the processing-stage defaults: durable
 // "deskrelay-pipeline", max_deliver 5, ack_wait 30s, max_ack_pending 1000,
 // workers 4, retry_delay 2s.
-func DefaultPipeline() config.Pipeline {
-	return config.Pipeline{
-		Durable:       "deskrelay-pipeline",
-		MaxDeliver:    5,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 1000,
-		Workers:       4,
-		RetryDelay:    2 * time.Second,
-	}
-}
+func DefaultPipeline() config.Pipeline { return config.Default().Pipeline }
 
 // PipelineWithDefaults returns p with every zero field set from
 // [DefaultPipeline]. A negative MaxDeliver (unlimited) is kept.
