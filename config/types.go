@@ -135,6 +135,11 @@ type Auth struct {
 	Encoding string `mapstructure:"encoding"`
 	// Prefix before the signature in the header, e.g. "sha256=".
 	Prefix string `mapstructure:"prefix"`
+	// TimestampHeader, when set, carries a Unix-seconds or RFC 3339
+	// timestamp; the signature then covers timestamp + "." + body, and a
+	// timestamp outside ReplayWindow is refused.
+	TimestampHeader string        `mapstructure:"timestamp_header"`
+	ReplayWindow    time.Duration `mapstructure:"replay_window"`
 }
 
 // Profiles configures the profile directory and the per-profile hints.

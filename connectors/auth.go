@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/deskrelay/deskrelay/config"
 )
@@ -24,7 +26,13 @@ type Auth struct {
 	header   string
 	encoding string
 	prefix   string
+	tsHeader string
+	window   time.Duration
+	now      func() time.Time
 }
+
+// DefaultReplayWindow is how far a signed timestamp may be from now.
+const DefaultReplayWindow = 5 * time.Minute
 
 // NewAuth checks an auth block (at key path path) and returns its
 // verifier. Types: none, bearer (Authorization: Bearer <token>), basic
@@ -70,14 +78,23 @@ func NewAuth(path string, c config.Auth) (*Auth, error) {
 			bad("encoding", "%q is not allowed; use hex or base64", c.Encoding)
 		}
 		a.prefix = c.Prefix
+		a.tsHeader = textproto.CanonicalMIMEHeaderKey(c.TimestampHeader)
+		a.window = c.ReplayWindow
+		if a.window == 0 {
+			a.window = DefaultReplayWindow
+		}
+		if a.window < 0 {
+			bad("replay_window", "must be positive, got %s", c.ReplayWindow)
+		}
 	case "":
 		bad("type", "is required: none, bearer, basic or hmac")
 	default:
 		bad("type", "%q is not allowed; use none, bearer, basic or hmac", c.Type)
 	}
-	if c.Type != "hmac" && (c.Header != "" || c.Encoding != "" || c.Prefix != "" || c.Secret.IsSet()) {
-		bad("type", "header, encoding, prefix and secret apply only to hmac auth, but type is %q", c.Type)
+	if c.Type != "hmac" && (c.Header != "" || c.Encoding != "" || c.Prefix != "" || c.Secret.IsSet() || c.TimestampHeader != "" || c.ReplayWindow != 0) {
+		bad("type", "header, encoding, prefix, secret, timestamp_header and replay_window apply only to hmac auth, but type is %q", c.Type)
 	}
+	a.now = time.Now
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -119,11 +136,38 @@ func (a *Auth) Verify(h http.Header, body []byte) error {
 		if !ok {
 			return fmt.Errorf("%w: %s header does not start with %q", ErrUnauthorized, a.header, a.prefix)
 		}
-		if !CheckHMAC(a.secret, body, sig, a.encoding) {
+		msg := body
+		if a.tsHeader != "" {
+			ts := h.Get(a.tsHeader)
+			if ts == "" {
+				return fmt.Errorf("%w: missing %s header", ErrUnauthorized, a.tsHeader)
+			}
+			if err := CheckTimestamp(ts, a.now(), a.window); err != nil {
+				return fmt.Errorf("%w: %s: %v", ErrUnauthorized, a.tsHeader, err)
+			}
+			msg = make([]byte, 0, len(ts)+1+len(body))
+			msg = append(append(append(msg, ts...), '.'), body...)
+		}
+		if !CheckHMAC(a.secret, msg, sig, a.encoding) {
 			return fmt.Errorf("%w: %s signature does not match the body", ErrUnauthorized, a.header)
 		}
 	default:
 		return fmt.Errorf("%w: auth type %q", ErrUnauthorized, a.kind)
+	}
+	return nil
+}
+
+// CheckTimestamp parses a signed timestamp (Unix seconds or RFC 3339) and
+// checks that it lies within window of now, either way.
+func CheckTimestamp(ts string, now time.Time, window time.Duration) error {
+	var t time.Time
+	if secs, err := strconv.ParseInt(ts, 10, 64); err == nil {
+		t = time.Unix(secs, 0)
+	} else if t, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+		return fmt.Errorf("%q is neither Unix seconds nor an RFC 3339 time", ts)
+	}
+	if d := now.Sub(t); d > window || d < -window {
+		return fmt.Errorf("timestamp %s is %s away from now, outside the %s replay window", t.UTC().Format(time.RFC3339), d.Round(time.Second), window)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deskrelay/deskrelay/config"
 )
@@ -110,4 +111,46 @@ func FuzzCheckHMAC(f *testing.F) {
 			t.Fatalf("CheckHMAC accepted %q for a body whose signature is %s", sig, SignHMAC(key, msg, "hex"))
 		}
 	})
+}
+
+func TestAuthTimestamped(t *testing.T) {
+	body, err := os.ReadFile("testdata/servicenow_outbound.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sig = "v1=/GtL81Xw/HohfEUtuwc+e3S8jGiUVUUM8K3iNr30v8I=" // from the fixture's .signature.json
+	signedAt := time.Unix(1715595343, 0)
+	cfg := config.Auth{Type: "hmac", Secret: config.NewSecret("deskrelay-servicenow-example-secret"),
+		Encoding: "base64", Prefix: "v1=", TimestampHeader: "X-Deskrelay-Timestamp"}
+	for _, tt := range []struct {
+		name    string
+		now     time.Time
+		ts      string
+		body    []byte
+		wantErr string
+	}{
+		{"the fixture's signature at its own time is accepted", signedAt.Add(time.Minute), "1715595343", body, ""},
+		{"a replay ten minutes later is refused", signedAt.Add(10 * time.Minute), "1715595343", body, "outside the 5m0s replay window"},
+		{"a timestamp from the future is refused", signedAt.Add(-10 * time.Minute), "1715595343", body, "outside the 5m0s replay window"},
+		{"a changed timestamp breaks the signature", signedAt, "1715595344", body, "signature does not match"},
+		{"a missing timestamp is refused", signedAt, "", body, "missing X-Deskrelay-Timestamp header"},
+		{"a garbled timestamp is refused", signedAt, "yesterday", body, "neither Unix seconds nor an RFC 3339 time"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := NewAuth("connectors.snow.auth", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.now = func() time.Time { return tt.now }
+			h := http.Header{}
+			h.Set("X-Deskrelay-Signature", sig)
+			if tt.ts != "" {
+				h.Set("X-Deskrelay-Timestamp", tt.ts)
+			}
+			err = a.Verify(h, tt.body)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Verify = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
 }
