@@ -109,8 +109,10 @@ func (c *Config) check() Errors {
 			bad(p+".duplicate_window", "%s is longer than max_age %s", s.st.DuplicateWindow, s.st.MaxAge)
 		}
 	}
-	if n.ProfilesBucket == "" || strings.ContainsAny(n.ProfilesBucket, " .*>\t") {
-		bad("nats.profiles_bucket", "%q is not a bucket name", n.ProfilesBucket)
+	for key, b := range map[string]string{"profiles_bucket": n.ProfilesBucket, "cursors_bucket": n.CursorsBucket, "leases_bucket": n.LeasesBucket} {
+		if b == "" || strings.ContainsAny(b, " .*>\t") {
+			bad("nats."+key, "%q is not a bucket name", b)
+		}
 	}
 	if n.KVReplicas < 1 || n.KVReplicas > 5 {
 		bad("nats.kv_replicas", "must be 1 to 5, got %d", n.KVReplicas)
@@ -141,9 +143,97 @@ func (c *Config) check() Errors {
 		if con.MaxBodyBytes < 0 {
 			bad("connectors."+name+".max_body_bytes", "must not be negative (0 = http.max_body_bytes), got %d", con.MaxBodyBytes)
 		}
+		errs = append(errs, checkPollAPI("connectors."+name, con)...)
 	}
 	positive("profiles.lookup_timeout", c.Profiles.LookupTimeout)
 	return errs
+}
+
+// checkPollAPI checks the poll and api blocks of a connector. The api
+// block is required only when polling is enabled.
+func checkPollAPI(path string, con Connector) Errors {
+	var errs Errors
+	bad := func(key, format string, args ...any) { errs = append(errs, Errorf(path+"."+key, format, args...)) }
+	p, a := con.Poll, con.API
+	if p.Interval < time.Second {
+		bad("poll.interval", "must be at least 1s, got %s", p.Interval)
+	}
+	if p.PageSize < 1 || p.PageSize > 10000 {
+		bad("poll.page_size", "must be 1 to 10000, got %d", p.PageSize)
+	}
+	if _, err := ParseStart(p.Start, time.Now()); err != nil {
+		bad("poll.start", "%v", err)
+	}
+	if p.LeaseTTL < time.Second {
+		bad("poll.lease_ttl", "must be at least 1s, got %s", p.LeaseTTL)
+	}
+	if a.Timeout <= 0 {
+		bad("api.timeout", "must be greater than 0, got %s", a.Timeout)
+	}
+	if a.MaxRetries < 0 {
+		bad("api.max_retries", "must not be negative, got %d", a.MaxRetries)
+	}
+	if a.RetryWaitMin <= 0 || a.RetryWaitMax < a.RetryWaitMin {
+		bad("api.retry_wait_max", "retry_wait_min (%s) must be > 0 and at most retry_wait_max (%s)", a.RetryWaitMin, a.RetryWaitMax)
+	}
+	if !p.Enabled && a.BaseURL == "" {
+		return errs
+	}
+	if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("api.base_url", "%q is not an http(s) URL such as https://example.service-now.com", a.BaseURL)
+	}
+	switch a.Auth.Type {
+	case "basic":
+		if a.Auth.Username == "" {
+			bad("api.auth.username", "is required for basic auth")
+		}
+		if !a.Auth.Password.IsSet() {
+			bad("api.auth.password", "is required for basic auth (env:NAME or file:PATH)")
+		}
+	case "bearer":
+		if !a.Auth.Token.IsSet() {
+			bad("api.auth.token", "is required for bearer auth (env:NAME or file:PATH)")
+		}
+	case "oauth2_client_credentials", "oauth2_password":
+		if a.Auth.ClientID == "" {
+			bad("api.auth.client_id", "is required for %s", a.Auth.Type)
+		}
+		if !a.Auth.ClientSecret.IsSet() {
+			bad("api.auth.client_secret", "is required for %s (env:NAME or file:PATH)", a.Auth.Type)
+		}
+		if a.Auth.Type == "oauth2_password" && (a.Auth.Username == "" || !a.Auth.Password.IsSet()) {
+			bad("api.auth.username", "username and password are required for oauth2_password")
+		}
+		if a.Auth.TokenURL != "" {
+			if u, err := url.Parse(a.Auth.TokenURL); err != nil || u.Host == "" {
+				bad("api.auth.token_url", "%q is not a URL", a.Auth.TokenURL)
+			}
+		}
+	case "":
+		bad("api.auth.type", "is required: basic, bearer, oauth2_client_credentials or oauth2_password")
+	default:
+		bad("api.auth.type", "%q is not allowed; use basic, bearer, oauth2_client_credentials or oauth2_password", a.Auth.Type)
+	}
+	return errs
+}
+
+// ParseStart reads poll.start: an RFC 3339 time, or a negative Go duration
+// relative to now ("-24h"), or "now".
+func ParseStart(s string, now time.Time) (time.Time, error) {
+	if s == "now" {
+		return now, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d > 0 {
+			return time.Time{}, fmt.Errorf("%q lies in the future; use a negative duration such as -24h", s)
+		}
+		return now.Add(d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a negative duration such as -24h, nor now", s)
+	}
+	return t, nil
 }
 
 func checkHostPort(s string) error {

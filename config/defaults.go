@@ -35,6 +35,8 @@ func Default() Config {
 				DLQ:    stream("DESKRELAY_DLQ", 30*24*time.Hour, 24*time.Hour),
 			},
 			ProfilesBucket: "deskrelay_profiles",
+			CursorsBucket:  "deskrelay_cursors",
+			LeasesBucket:   "deskrelay_leases",
 			KVReplicas:     1,
 		},
 		Pipeline: Pipeline{
@@ -57,6 +59,13 @@ func Default() Config {
 		},
 	}
 }
+
+// DefaultPoll and DefaultAPI are the settings of a connector's poll and
+// api blocks when a key is not set; a connector's type may refine them.
+var (
+	DefaultPoll = Poll{Interval: time.Minute, PageSize: 100, Start: "-24h", LeaseTTL: 30 * time.Second}
+	DefaultAPI  = API{Timeout: 30 * time.Second, MaxRetries: 4, RetryWaitMin: time.Second, RetryWaitMax: 30 * time.Second}
+)
 
 // DefaultAuthHeader is the header an hmac-authenticated webhook carries its
 // signature in, unless auth.header says otherwise.

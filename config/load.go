@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -100,6 +101,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		_ = setPath(reflect.ValueOf(c).Elem(), strings.Split(path, "."), os.Getenv(env))
 	}
 	errs = append(errs, c.resolveSecrets(w.secrets)...)
+	c.connectorDefaults()
 	seen := map[string]bool{}
 	for _, e := range errs {
 		seen[e.Path] = true
@@ -110,6 +112,22 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 	}
 	return c, c.Locate(errs.Err()).Err()
+}
+
+// connectorDefaults fills the poll and api keys a connector leaves unset.
+func (c *Config) connectorDefaults() {
+	for name, con := range c.Connectors {
+		p, a := &con.Poll, &con.API
+		p.Interval = cmp.Or(p.Interval, DefaultPoll.Interval)
+		p.PageSize = cmp.Or(p.PageSize, DefaultPoll.PageSize)
+		p.Start = cmp.Or(p.Start, DefaultPoll.Start)
+		p.LeaseTTL = cmp.Or(p.LeaseTTL, DefaultPoll.LeaseTTL)
+		a.Timeout = cmp.Or(a.Timeout, DefaultAPI.Timeout)
+		a.MaxRetries = cmp.Or(a.MaxRetries, DefaultAPI.MaxRetries)
+		a.RetryWaitMin = cmp.Or(a.RetryWaitMin, DefaultAPI.RetryWaitMin)
+		a.RetryWaitMax = cmp.Or(a.RetryWaitMax, DefaultAPI.RetryWaitMax)
+		c.Connectors[name] = con
+	}
 }
 
 func yamlError(name string, err error) *Error {

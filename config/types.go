@@ -59,6 +59,8 @@ type NATS struct {
 	SubjectPrefix  string        `mapstructure:"subject_prefix"`
 	Streams        Streams       `mapstructure:"streams"`
 	ProfilesBucket string        `mapstructure:"profiles_bucket"`
+	CursorsBucket  string        `mapstructure:"cursors_bucket"`
+	LeasesBucket   string        `mapstructure:"leases_bucket"`
 	KVReplicas     int           `mapstructure:"kv_replicas"`
 }
 
@@ -118,7 +120,57 @@ type Connector struct {
 	Type         string         `mapstructure:"type"`
 	Auth         Auth           `mapstructure:"auth"`
 	MaxBodyBytes int64          `mapstructure:"max_body_bytes"`
+	API          API            `mapstructure:"api"`
+	Poll         Poll           `mapstructure:"poll"`
 	Options      map[string]any `mapstructure:",remain"`
+}
+
+// API configures deskrelay's outbound calls to a vendor's REST API:
+// polling, user lookups and `deskrelay connectors check`.
+type API struct {
+	// BaseURL is the instance, e.g. https://example.service-now.com.
+	BaseURL string  `mapstructure:"base_url"`
+	Auth    APIAuth `mapstructure:"auth"`
+	// Timeout bounds one HTTP attempt.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxRetries is how often a 429, 5xx or network error is retried
+	// within one call before the poller reschedules.
+	MaxRetries int `mapstructure:"max_retries"`
+	// RetryWaitMin and RetryWaitMax bound the backoff between retries; a
+	// Retry-After longer than RetryWaitMax ends the call, and the poller
+	// waits it out before the next one.
+	RetryWaitMin time.Duration `mapstructure:"retry_wait_min"`
+	RetryWaitMax time.Duration `mapstructure:"retry_wait_max"`
+}
+
+// APIAuth is how deskrelay authenticates to a vendor API.
+type APIAuth struct {
+	// Type is basic, bearer, oauth2_client_credentials or oauth2_password.
+	Type         string   `mapstructure:"type"`
+	Username     string   `mapstructure:"username"`
+	Password     Secret   `mapstructure:"password"`
+	Token        Secret   `mapstructure:"token"`
+	ClientID     string   `mapstructure:"client_id"`
+	ClientSecret Secret   `mapstructure:"client_secret"`
+	TokenURL     string   `mapstructure:"token_url"`
+	Scopes       []string `mapstructure:"scopes"`
+}
+
+// Poll configures polling a vendor API for changed tickets.
+type Poll struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Interval between polls once the backlog is drained.
+	Interval time.Duration `mapstructure:"interval"`
+	// PageSize is the number of records asked for per request.
+	PageSize int `mapstructure:"page_size"`
+	// Start is where the first poll begins: an RFC 3339 time, or a
+	// negative duration relative to the first start ("-24h").
+	Start string `mapstructure:"start"`
+	// Fields limits the vendor fields requested (vendor default if empty).
+	Fields []string `mapstructure:"fields"`
+	// LeaseTTL is how long a replica's poll lease lasts without renewal;
+	// another replica takes over after it lapses.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 }
 
 // Auth configures how a webhook request is authenticated.

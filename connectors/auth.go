@@ -203,3 +203,26 @@ func SignHMAC(key, msg []byte, encoding string) string {
 	}
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// Sign returns the headers that make Verify accept body at now: what a
+// sender configured like this source would send. `deskrelay send` and
+// tests use it.
+func (a *Auth) Sign(body []byte, now time.Time) http.Header {
+	h := http.Header{}
+	switch a.kind {
+	case "bearer":
+		h.Set("Authorization", "Bearer "+string(a.token))
+	case "basic":
+		r := http.Request{Header: h}
+		r.SetBasicAuth(string(a.user), string(a.password))
+	case "hmac":
+		msg := body
+		if a.tsHeader != "" {
+			ts := strconv.FormatInt(now.Unix(), 10)
+			h.Set(a.tsHeader, ts)
+			msg = append(append([]byte(ts), '.'), body...)
+		}
+		h.Set(a.header, a.prefix+SignHMAC(a.secret, msg, a.encoding))
+	}
+	return h
+}

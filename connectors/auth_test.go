@@ -154,3 +154,27 @@ func TestAuthTimestamped(t *testing.T) {
 		})
 	}
 }
+
+func TestSignIsAcceptedByVerify(t *testing.T) {
+	body := []byte(`{"id":"1","title":"t"}`)
+	now := time.Now()
+	for _, c := range []config.Auth{
+		{Type: "bearer", Token: config.NewSecret("tok")},
+		{Type: "basic", Username: "u", Password: config.NewSecret("p")},
+		{Type: "hmac", Secret: config.NewSecret("k")},
+		{Type: "hmac", Secret: config.NewSecret("k"), Encoding: "base64", Prefix: "v1=", TimestampHeader: "X-Ts"},
+	} {
+		t.Run(c.Type+c.TimestampHeader, func(t *testing.T) {
+			a, err := NewAuth("connectors.x.auth", c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Verify(a.Sign(body, now), body); err != nil {
+				t.Errorf("Verify(Sign(body)) = %v", err)
+			}
+			if err := a.Verify(a.Sign(body, now), append(body, ' ')); c.Type == "hmac" && err == nil {
+				t.Error("Verify accepted a signature for another body")
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,6 +29,17 @@ type Spec struct {
 	// checks the source's options and returns config.Errors with key
 	// paths under connectors.<name>. Nil when the vendor cannot push.
 	NewWebhook func(src Source) (Webhook, error)
+	// NewPoller builds the poller of a source whose poll.enabled is true.
+	// Nil when the vendor cannot be polled.
+	NewPoller func(src Source) (Poller, error)
+	// Check makes one authenticated read against the vendor API with the
+	// configured credentials, for `deskrelay connectors check` (see
+	// [CheckAPI]). Nil when the vendor has no API.
+	Check func(ctx context.Context, src Source) ([]Finding, error)
+	// Sign returns the headers that authenticate body the way the vendor
+	// does, for `deskrelay send`. Nil: the configured auth block signs
+	// (see [Auth.Sign]).
+	Sign func(src Source, body []byte, now time.Time) (http.Header, error)
 }
 
 // Source is one configured connector instance, as handed to a Spec's
@@ -38,6 +50,9 @@ type Source struct {
 	Name   string
 	Config config.Connector
 	Log    *zap.Logger
+	// Metrics counts vendor API calls; nil counts into unregistered
+	// collectors.
+	Metrics *PollMetrics
 }
 
 // Path returns the config key path of an option of this source.

@@ -42,6 +42,8 @@ type Bus struct {
 	routed     config.Stream
 	dlq        config.Stream
 	bucket     string
+	cursors    string
+	leases     string
 	kvReplicas int
 	now        func() time.Time
 
@@ -79,6 +81,8 @@ func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, err
 		routed:     StreamWithDefaults(KindRouted, cfg.Streams.Routed),
 		dlq:        StreamWithDefaults(KindDLQ, cfg.Streams.DLQ),
 		bucket:     cmp.Or(cfg.ProfilesBucket, DefaultProfilesBucket),
+		cursors:    cmp.Or(cfg.CursorsBucket, config.Default().NATS.CursorsBucket),
+		leases:     cmp.Or(cfg.LeasesBucket, config.Default().NATS.LeasesBucket),
 		kvReplicas: cmp.Or(cfg.KVReplicas, 1),
 		now:        time.Now,
 	}, nil
@@ -200,13 +204,15 @@ func (b *Bus) Provision(ctx context.Context) error {
 		}
 		b.log.Info("stream provisioned", zap.String("stream", s.cfg.Name), zap.String("subject", sc.Subjects[0]))
 	}
-	if _, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      b.bucket,
-		Description: "deskrelay: caller IT profiles by caller id and email",
-		Replicas:    b.kvReplicas,
-		Storage:     jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("bus: provision kv bucket %s: %w", b.bucket, err)
+	for _, kv := range []jetstream.KeyValueConfig{
+		{Bucket: b.bucket, Description: "deskrelay: caller IT profiles by caller id and email"},
+		{Bucket: b.cursors, Description: "deskrelay: poll cursors (watermarks) by source"},
+		{Bucket: b.leases, Description: "deskrelay: poll leases by source: which replica polls"},
+	} {
+		kv.Replicas, kv.Storage = b.kvReplicas, jetstream.FileStorage
+		if _, err := b.js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("bus: provision kv bucket %s: %w", kv.Bucket, err)
+		}
 	}
 	return nil
 }
