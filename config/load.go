@@ -206,7 +206,7 @@ func (w *walker) node(n *yaml.Node, t reflect.Type, path string) {
 					continue
 				}
 				msg := fmt.Sprintf("unknown key %q", k.Value)
-				if s := suggest(k.Value, fieldNames(t)); s != "" {
+				if s := Suggest(k.Value, fieldNames(t)); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
 				w.errorf(k, p, "%s", msg)
@@ -573,9 +573,11 @@ func visitSecrets(v reflect.Value, path string, fn func(string, *Secret)) {
 	}
 }
 
-// suggest returns the candidate closest to s when it is a likely typo.
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
+// Suggest returns the candidate closest to s when it is a likely typo (edit
+// distance at most 2, or a quarter of s when longer), or "". Packages use
+// it for "did you mean" hints.
+func Suggest(s string, candidates []string) string {
+	best, bestD := "", max(2, len(s)/4)+1
 	for _, c := range candidates {
 		if d := distance(s, c); d < bestD {
 			best, bestD = c, d

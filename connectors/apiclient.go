@@ -104,11 +104,7 @@ func NewAPIClient(src Source, m *PollMetrics, opts ...APIOption) (*APIClient, er
 			ts = (&clientcredentials.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret.Reveal(), TokenURL: tu.String(), Scopes: a.Scopes}).TokenSource(tctx)
 		} else {
 			pc := &oauth2.Config{ClientID: a.ClientID, ClientSecret: a.ClientSecret.Reveal(), Endpoint: oauth2.Endpoint{TokenURL: tu.String()}, Scopes: a.Scopes}
-			tok, err := pc.PasswordCredentialsToken(tctx, a.Username, a.Password.Reveal())
-			if err != nil {
-				return nil, fmt.Errorf("source %q: oauth2 password grant at %s: %w", src.Name, tu.Redacted(), err)
-			}
-			ts = pc.TokenSource(tctx, tok)
+			ts = passwordSource{ctx: tctx, cfg: pc, user: a.Username, pass: a.Password.Reveal()}
 		}
 		hc.Transport = &oauth2.Transport{Source: oauth2.ReuseTokenSource(nil, ts), Base: transport}
 	default:
@@ -217,6 +213,23 @@ func (c *APIClient) GetURL(ctx context.Context, raw string) (*http.Response, []b
 		}
 	}
 	return resp, body, nil
+}
+
+// passwordSource gets a token with the OAuth2 password grant when first
+// asked, not at construction, so that building a client does no I/O;
+// ReuseTokenSource caches the token and asks again when it expires.
+type passwordSource struct {
+	ctx        context.Context
+	cfg        *oauth2.Config
+	user, pass string
+}
+
+func (p passwordSource) Token() (*oauth2.Token, error) {
+	tok, err := p.cfg.PasswordCredentialsToken(p.ctx, p.user, p.pass)
+	if err != nil {
+		return nil, fmt.Errorf("oauth2 password grant at %s: %w", p.cfg.Endpoint.TokenURL, err)
+	}
+	return tok, nil
 }
 
 // headerTransport sets credentials on a clone of each request.

@@ -43,14 +43,14 @@ func newServer(t *testing.T, sink connectors.Sink) (*httptest.Server, *prometheu
 	cfg := map[string]config.Connector{
 		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 2048},
 	}
-	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t))
+	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	reg := prometheus.NewRegistry()
 	m := connectors.NewMetrics(reg)
 	mux := http.NewServeMux()
-	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), m))
+	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps.Endpoints, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), m))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, reg

@@ -141,11 +141,21 @@ func Inputf(field, format string, args ...any) *InputError {
 	return &InputError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Build checks every configured connector and builds its endpoint. The
-// error is config.Errors listing every problem, with key paths.
-func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logger) (map[string]*Endpoint, error) {
+// Built holds what [Build] made of the connectors config.
+type Built struct {
+	// Endpoints are the webhook sources, by configured name.
+	Endpoints map[string]*Endpoint
+	// Pollers are the sources with poll.enabled, by configured name.
+	Pollers map[string]Poller
+}
+
+// Build checks every configured connector and builds its webhook endpoint
+// and, where poll.enabled is set, its poller. It does no I/O. The error is
+// config.Errors listing every problem, with key paths. m counts the vendor
+// API calls of the built parts (nil: unregistered).
+func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logger, m *PollMetrics) (*Built, error) {
 	var errs config.Errors
-	out := map[string]*Endpoint{}
+	out := &Built{Endpoints: map[string]*Endpoint{}, Pollers: map[string]Poller{}}
 	names := make([]string, 0, len(cfg))
 	for n := range cfg {
 		names = append(names, n)
@@ -158,14 +168,27 @@ func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logge
 		if !ok {
 			if c.Type != "" {
 				msg := fmt.Sprintf("unknown connector %q; known types: %s", c.Type, strings.Join(Types(), ", "))
+				if s := config.Suggest(c.Type, Types()); s != "" {
+					msg = fmt.Sprintf("unknown connector %q (did you mean %q?); known types: %s", c.Type, s, strings.Join(Types(), ", "))
+				}
 				errs = append(errs, config.Errorf(path+".type", "%s", msg))
 			}
 			continue
 		}
-		src := Source{Name: name, Config: c, Log: log.Named("connector." + c.Type).With(zap.String("source", name))}
+		src := Source{Name: name, Config: c, Log: log.Named("connector." + c.Type).With(zap.String("source", name)), Metrics: m}
 		for k := range c.Options {
 			if !slices.Contains(spec.Options, k) {
-				errs = append(errs, config.Errorf(src.Path(k), "unknown key %q for a %s connector; its keys are type, auth, max_body_bytes, %s", k, c.Type, strings.Join(spec.Options, ", ")))
+				keys := append([]string{"type", "auth", "max_body_bytes", "api", "poll"}, spec.Options...)
+				errs = append(errs, config.Errorf(src.Path(k), "unknown key %q for a %s connector; its keys are %s", k, c.Type, strings.Join(keys, ", ")))
+			}
+		}
+		if c.Poll.Enabled {
+			if spec.NewPoller == nil {
+				errs = append(errs, config.Errorf(path+".poll.enabled", "a %s connector cannot poll; remove poll or set enabled: false", c.Type))
+			} else if p, err := spec.NewPoller(src); err != nil {
+				errs = append(errs, config.AsErrors(err)...)
+			} else {
+				out.Pollers[name] = p
 			}
 		}
 		if spec.NewWebhook == nil {
@@ -189,8 +212,18 @@ func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logge
 				continue
 			}
 			ep.verify = auth.Verify
+			ep.sign = auth.Sign
 		}
-		out[name] = ep
+		if spec.Sign != nil {
+			ep.sign = func(body []byte, now time.Time) http.Header {
+				h, err := spec.Sign(src, body, now)
+				if err != nil {
+					return http.Header{}
+				}
+				return h
+			}
+		}
+		out.Endpoints[name] = ep
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -205,4 +238,14 @@ type Endpoint struct {
 	Webhook      Webhook
 	MaxBodyBytes int64
 	verify       func(http.Header, []byte) error
+	sign         func([]byte, time.Time) http.Header
+}
+
+// Sign returns the headers a sender must add to body so that this
+// endpoint accepts it at now (`deskrelay send`).
+func (e *Endpoint) Sign(body []byte, now time.Time) http.Header {
+	if e.sign == nil {
+		return http.Header{}
+	}
+	return e.sign(body, now)
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"strings"
 
+	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -201,13 +202,7 @@ func suggest(s string, names []string) string {
 			}
 		}
 	}
-	best, bestD := "", max(2, len(s)/4)+1
-	for _, n := range names {
-		if d := levenshtein(s, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	return best
+	return config.Suggest(s, names)
 }
 
 func fieldNames() []string {
@@ -216,25 +211,4 @@ func fieldNames() []string {
 		names = append(names, f.name)
 	}
 	return append(names, "profile")
-}
-
-// levenshtein is the edit distance between a and b, in bytes.
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -21,6 +21,7 @@ import (
 type plan struct {
 	cfg       *config.Config
 	endpoints map[string]*connectors.Endpoint
+	pollers   map[string]connectors.Poller
 	hints     map[ticket.ProfileName]ticket.Hints
 	quadrant  enrichment.Quadrant
 	tree      *routing.Tree
@@ -28,16 +29,19 @@ type plan struct {
 }
 
 // compile loads the config file and has every package check its part, so
-// that all mistakes are reported at once, each with its position.
-func compile(path string, log *zap.Logger) (*plan, error) {
+// that all mistakes are reported at once, each with its position. pm counts
+// the vendor API calls of the built connectors (nil: unregistered).
+func compile(path string, log *zap.Logger, pm *connectors.PollMetrics) (*plan, error) {
 	cfg, err := config.Load(path)
 	if cfg == nil {
 		return nil, err
 	}
 	errs := config.AsErrors(err)
 	p := &plan{cfg: cfg}
-	if p.endpoints, err = connectors.Build(cfg.Connectors, cfg.HTTP.MaxBodyBytes, log); err != nil {
+	if built, err := connectors.Build(cfg.Connectors, cfg.HTTP.MaxBodyBytes, log, pm); err != nil {
 		errs = append(errs, config.AsErrors(err)...)
+	} else {
+		p.endpoints, p.pollers = built.Endpoints, built.Pollers
 	}
 	if p.hints, err = enrichment.Hints(cfg.Profiles.Hints); err != nil {
 		errs = append(errs, config.AsErrors(err)...)

@@ -112,11 +112,11 @@ func validateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := compile(g.configPath, log)
+			p, err := compile(g.configPath, log, nil)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d connectors, %d profile rows)\n", g.configPath, len(p.endpoints), len(p.profiles))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d webhook sources, %d pollers, %d profile rows)\n", g.configPath, len(p.endpoints), len(p.pollers), len(p.profiles))
 			return nil
 		},
 	}

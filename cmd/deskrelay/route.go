@@ -34,7 +34,7 @@ With --explain, also print why each rule matched or not.`,
 			if err != nil {
 				return err
 			}
-			p, err := compile(g.configPath, log)
+			p, err := compile(g.configPath, log, nil)
 			if err != nil {
 				return err
 			}
@@ -91,7 +91,7 @@ test in CI.`,
 			if err != nil {
 				return err
 			}
-			p, err := compile(g.configPath, log)
+			p, err := compile(g.configPath, log, nil)
 			if err != nil {
 				return err
 			}

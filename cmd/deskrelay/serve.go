@@ -61,7 +61,9 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	if err != nil {
 		return err
 	}
-	p, err := compile(g.configPath, bootLog)
+	reg := prometheus.NewRegistry()
+	pollMetrics := connectors.NewPollMetrics(reg)
+	p, err := compile(g.configPath, bootLog, pollMetrics)
 	if err != nil {
 		return err
 	}
@@ -73,7 +75,6 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	defer func() { _ = log.Sync() }()
 	log.Info("starting deskrelay", zap.String("version", version), zap.String("config", g.configPath))
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name:        "deskrelay_build_info",
@@ -177,6 +178,32 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	eg, ectx := errgroup.WithContext(work)
 	eg.Go(func() error { return dir.Run(ectx) })
 	eg.Go(func() error { return proc.Run(ectx) })
+	if len(p.pollers) > 0 {
+		cursors, err := b.Cursors(ctx)
+		if err != nil {
+			return err
+		}
+		leases, err := b.Leases(ctx)
+		if err != nil {
+			return err
+		}
+		holder := replicaName()
+		for name, poller := range p.pollers {
+			con := cfg.Connectors[name]
+			r := &connectors.PollRunner{
+				Source: name, Holder: holder, Poller: poller, Sink: b, DLQ: b, Cursors: cursors, Lease: leases,
+				Interval: con.Poll.Interval, LeaseTTL: con.Poll.LeaseTTL, Log: log.Named("poll"), Metrics: pollMetrics,
+			}
+			eg.Go(func() error {
+				if err := r.Run(ectx); !errors.Is(err, connectors.ErrPollerStopped) {
+					return err
+				}
+				// Logged and flagged by the runner; webhooks and the
+				// other pollers go on.
+				return nil
+			})
+		}
+	}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 
@@ -211,6 +238,15 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// replicaName identifies this process in poll leases: host and pid.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
 }
 
 func writeStatus(w http.ResponseWriter, code int, status, reason string) {
