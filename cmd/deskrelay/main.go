@@ -87,7 +87,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(serveCmd(g), validateCmd(g), routeCmd(g), profilesCmd(g), versionCmd())
+	root.AddCommand(serveCmd(g), validateCmd(g), routeCmd(g), profilesCmd(g), connectorsCmd(g), sendCmd(g), versionCmd())
 	return root
 }
 

@@ -349,3 +349,27 @@ func TestServeSurvivesANATSOutage(t *testing.T) {
 		t.Errorf("serve: %v", err)
 	}
 }
+
+func TestSendSignsAsTheConnectorExpects(t *testing.T) {
+	r := startServe(t, nil)
+	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
+	path := filepath.Join(t.TempDir(), "ticket.json")
+	if err := os.WriteFile(path, []byte(laptop("SEND-1", "trier@example.com")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"send", "--config", exampleConfig, "--connector", "generic", "--url", "http://" + r.HTTP, path}, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "202 Accepted") {
+		t.Fatalf("send = %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	var rt ticket.Routed
+	_ = json.Unmarshal(next().Data(), &rt)
+	if rt.Ticket.ID != "SEND-1" {
+		t.Errorf("routed %q, want SEND-1", rt.Ticket.ID)
+	}
+	stdout.Reset()
+	code = run(t.Context(), []string{"send", "--config", exampleConfig, "--connector", "nope", "--url", "http://" + r.HTTP, path}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), `no webhook connector "nope"`) {
+		t.Errorf("send to an unknown connector = %d, %s", code, stderr.String())
+	}
+}
