@@ -334,7 +334,11 @@ func (p *poller) normalize(raw json.RawMessage, emails map[string]string) (ticke
 			t.Urgency = p.codes.urgency.Values[key(v)]
 		}
 	}
-	if err := t.Validate(); err != nil {
+	// The runner sets the source; check the rest now so that a bad record
+	// is dead-lettered with its own error.
+	v := t
+	v.Source = "-"
+	if err := v.Validate(); err != nil {
 		return ticket.Ticket{}, at, err
 	}
 	return t, at, nil
