@@ -109,8 +109,8 @@ func (a *Auth) Verify(h http.Header, body []byte) error {
 	case "none":
 		return nil
 	case "bearer":
-		got, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-		if !ok {
+		scheme, got, ok := strings.Cut(h.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") { // the scheme is case-insensitive (RFC 9110)
 			return fmt.Errorf("%w: missing Authorization: Bearer header", ErrUnauthorized)
 		}
 		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), a.token) != 1 {

@@ -190,6 +190,14 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 	ctx, cancel := context.WithTimeout(r.Context(), in.publishTimeout)
 	defer cancel()
 	if err := in.sink.Ingest(ctx, t); err != nil {
+		var tooLarge interface{ TooLarge() bool }
+		var badInput interface{ BadInput() bool }
+		switch {
+		case errors.As(err, &tooLarge) && tooLarge.TooLarge():
+			return in.fail(w, label, http.StatusRequestEntityTooLarge, RejectTooLarge, "the normalised ticket is too large to store; send a smaller description or payload", "")
+		case errors.As(err, &badInput) && badInput.BadInput():
+			return in.fail(w, label, http.StatusBadRequest, RejectInvalidTicket, "the ticket cannot be encoded: "+err.Error(), "")
+		}
 		log.Warn("ticket not stored, answering 503", zap.Error(err))
 		w.Header().Set("Retry-After", in.retryAfter)
 		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")

@@ -26,13 +26,27 @@ type memSink struct {
 	mu      sync.Mutex
 	tickets []ticket.Ticket
 	down    bool
+	err     error // returned instead of storing, when set
 }
+
+type sizeErr struct{}
+
+func (sizeErr) Error() string  { return "ticket is 1.1 MB, over the 960 KB the store takes" }
+func (sizeErr) TooLarge() bool { return true }
+
+type encodeErr struct{}
+
+func (encodeErr) Error() string  { return "json: unsupported value" }
+func (encodeErr) BadInput() bool { return true }
 
 func (s *memSink) Ingest(_ context.Context, t ticket.Ticket) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
 		return errors.New("nats: no servers available for connection")
+	}
+	if s.err != nil {
+		return s.err
 	}
 	s.tickets = append(s.tickets, t)
 	return nil
@@ -67,28 +81,34 @@ func TestIngressAnswers(t *testing.T) {
 		auth        string
 		body        string
 		down        bool
+		sinkErr     error
 		wantCode    int
 		wantBody    string // substring of the answer
 		wantHeader  [2]string
 	}{
-		{"a good ticket is accepted with its id", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, false, 202, `"id":"INC1"`, [2]string{}},
-		{"a charset parameter is fine", "POST", "/webhooks/generic", "application/json; charset=utf-8", "Bearer t0ken", goodTicket, false, 202, `"msg_id":"generic:INC1:2024-05-13T10:15:42Z"`, [2]string{}},
-		{"an unknown source is 404", "POST", "/webhooks/nope", "application/json", "Bearer t0ken", goodTicket, false, 404, `no webhook source \"nope\" is configured`, [2]string{}},
-		{"GET is 405", "GET", "/webhooks/generic", "application/json", "Bearer t0ken", "", false, 405, "use POST", [2]string{"Allow", "POST"}},
-		{"a form body is 415", "POST", "/webhooks/generic", "application/x-www-form-urlencoded", "Bearer t0ken", goodTicket, false, 415, "send Content-Type: application/json", [2]string{}},
-		{"no content type is 415", "POST", "/webhooks/generic", "", "Bearer t0ken", goodTicket, false, 415, "not supported", [2]string{}},
-		{"a body over the limit is 413", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"x","title":"` + strings.Repeat("a", 3000) + `"}`, false, 413, "body exceeds 2048 bytes", [2]string{}},
-		{"a missing token is 401", "POST", "/webhooks/generic", "application/json", "", goodTicket, false, 401, "missing Authorization: Bearer header", [2]string{"WWW-Authenticate", `Bearer realm="deskrelay"`}},
-		{"a wrong token is 401", "POST", "/webhooks/generic", "application/json", "Bearer nope", goodTicket, false, 401, "bearer token does not match", [2]string{}},
-		{"invalid JSON is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1",`, false, 400, "body is not valid JSON", [2]string{}},
-		{"a missing title is 400 naming the field", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1"}`, false, 400, `"field":"title"`, [2]string{}},
-		{"a misspelt field is 400 naming it", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","categroy":"hw"}`, false, 400, `"field":"categroy"`, [2]string{}},
-		{"an impact out of range is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":7}`, false, 400, "impact: 7 is out of range", [2]string{}},
-		{"a string where a number belongs is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":"high"}`, false, 400, `"field":"impact"`, [2]string{}},
-		{"a store outage is 503 with Retry-After", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, true, 503, "ticket store unavailable; retry later", [2]string{"Retry-After", "5"}},
+		{"a good ticket is accepted with its id", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, false, nil, 202, `"id":"INC1"`, [2]string{}},
+		{"a charset parameter is fine", "POST", "/webhooks/generic", "application/json; charset=utf-8", "Bearer t0ken", goodTicket, false, nil, 202, `"msg_id":"generic:INC1:2024-05-13T10:15:42Z"`, [2]string{}},
+		{"an unknown source is 404", "POST", "/webhooks/nope", "application/json", "Bearer t0ken", goodTicket, false, nil, 404, `no webhook source \"nope\" is configured`, [2]string{}},
+		{"GET is 405", "GET", "/webhooks/generic", "application/json", "Bearer t0ken", "", false, nil, 405, "use POST", [2]string{"Allow", "POST"}},
+		{"a form body is 415", "POST", "/webhooks/generic", "application/x-www-form-urlencoded", "Bearer t0ken", goodTicket, false, nil, 415, "send Content-Type: application/json", [2]string{}},
+		{"no content type is 415", "POST", "/webhooks/generic", "", "Bearer t0ken", goodTicket, false, nil, 415, "not supported", [2]string{}},
+		{"a body over the limit is 413", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"x","title":"` + strings.Repeat("a", 3000) + `"}`, false, nil, 413, "body exceeds 2048 bytes", [2]string{}},
+		{"a missing token is 401", "POST", "/webhooks/generic", "application/json", "", goodTicket, false, nil, 401, "missing Authorization: Bearer header", [2]string{"WWW-Authenticate", `Bearer realm="deskrelay"`}},
+		{"a wrong token is 401", "POST", "/webhooks/generic", "application/json", "Bearer nope", goodTicket, false, nil, 401, "bearer token does not match", [2]string{}},
+		{"invalid JSON is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1",`, false, nil, 400, "body is not valid JSON", [2]string{}},
+		{"a missing title is 400 naming the field", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1"}`, false, nil, 400, `"field":"title"`, [2]string{}},
+		{"a misspelt field is 400 naming it", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","categroy":"hw"}`, false, nil, 400, `"field":"categroy"`, [2]string{}},
+		{"an impact out of range is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":7}`, false, nil, 400, "impact: 7 is out of range", [2]string{}},
+		{"a string where a number belongs is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `{"id":"INC1","title":"x","impact":"high"}`, false, nil, 400, `"field":"impact"`, [2]string{}},
+		{"a lower-case bearer scheme is fine", "POST", "/webhooks/generic", "application/json", "bearer t0ken", goodTicket, false, nil, 202, `"id":"INC1"`, [2]string{}},
+		{"trailing garbage is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket + "]", false, nil, 400, "more than one JSON value", [2]string{}},
+		{"a non-object body is 400 in plain words", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", `[1]`, false, nil, 400, "body must be a JSON object", [2]string{}},
+		{"a ticket too large for the store is 413", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, false, sizeErr{}, 413, "too large to store", [2]string{}},
+		{"a ticket that cannot be encoded is 400", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, false, encodeErr{}, 400, "cannot be encoded", [2]string{}},
+		{"a store outage is 503 with Retry-After", "POST", "/webhooks/generic", "application/json", "Bearer t0ken", goodTicket, true, nil, 503, "ticket store unavailable; retry later", [2]string{"Retry-After", "5"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := &memSink{down: tt.down}
+			sink := &memSink{down: tt.down, err: tt.sinkErr}
 			srv, _ := newServer(t, sink)
 			req, _ := http.NewRequestWithContext(t.Context(), tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
 			if tt.contentType != "" {

@@ -74,8 +74,10 @@ type Verifier interface {
 }
 
 // Sink stores a normalised ticket durably. Ingest returns nil only after
-// the store acknowledged it; any error means the ticket was not stored and
-// the sender must retry.
+// the store acknowledged it; any error means the ticket was not stored.
+// The sender must retry, unless the error has a method TooLarge() bool or
+// BadInput() bool that returns true: then retrying cannot help (the
+// ingress answers 413 or 400).
 type Sink interface {
 	Ingest(ctx context.Context, t ticket.Ticket) error
 }

@@ -3,6 +3,7 @@ package enrichment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ type Source interface {
 	Name() string
 	Lookup(ctx context.Context, c ticket.Caller) (ticket.Profile, bool, error)
 }
+
+// ErrNoAnswer is returned by [Chain.Lookup] when every source failed or
+// timed out, so that nothing is known about the caller, not even that they
+// are unknown.
+var ErrNoAnswer = errors.New("no profile source answered")
 
 // SourceNone is the Source of the profile [Chain.Lookup] returns when no
 // source knows the caller.
@@ -64,7 +70,10 @@ func NewChain(log *zap.Logger, m *Metrics, timeout time.Duration, sources ...Sou
 // source knows the caller, or the ticket names no caller, the profile is
 // unknown with Source [SourceNone] and a Reason that names which keys were
 // tried and which sources did not answer (never the caller's email or id).
-// The error is non-nil only when ctx is done.
+// When no source could give a definite answer (every one failed or timed
+// out), the error wraps [ErrNoAnswer]: the caller should retry later
+// rather than serve the ticket as unknown. The error is also non-nil when
+// ctx is done.
 func (c *Chain) Lookup(ctx context.Context, caller ticket.Caller) (ticket.Profile, error) {
 	if err := ctx.Err(); err != nil {
 		return ticket.Profile{}, err
@@ -73,6 +82,7 @@ func (c *Chain) Lookup(ctx context.Context, caller ticket.Caller) (ticket.Profil
 		return unknown("no caller id or email on the ticket"), nil
 	}
 	var failed []string
+	answered := false
 	for i := range c.sources {
 		s := &c.sources[i]
 		p, ok, result, err := c.try(ctx, s, caller)
@@ -82,9 +92,14 @@ func (c *Chain) Lookup(ctx context.Context, caller ticket.Caller) (ticket.Profil
 		if ok {
 			return p, nil
 		}
-		if result != ResultMiss {
+		if result == ResultMiss {
+			answered = true
+		} else {
 			failed = append(failed, s.name+" ("+result+")")
 		}
+	}
+	if !answered && len(failed) > 0 {
+		return ticket.Profile{}, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
 	}
 	reason := "caller " + triedKeys(caller) + " not in any profile source"
 	if len(failed) > 0 {

@@ -91,12 +91,12 @@ func TestChainLookup(t *testing.T) {
 			map[string]float64{"a/miss": 1}},
 		{"only an id was tried, and the sources that did not answer are named",
 			func() []Source {
-				return []Source{&fakeSource{name: "a", err: errors.New("down")}, &fakeSource{name: "b", hang: true}}
+				return []Source{&fakeSource{name: "a", err: errors.New("down")}, &fakeSource{name: "b", hang: true}, &fakeSource{name: "c"}}
 			},
 			ticket.Caller{ID: "u-1"},
 			ticket.Profile{Name: ticket.Unknown, Source: SourceNone,
 				Reason: "caller id not in any profile source; no answer from a (error), b (timeout)"},
-			map[string]float64{"a/error": 1, "b/timeout": 1}},
+			map[string]float64{"a/error": 1, "b/timeout": 1, "c/miss": 1}},
 		{"a ticket without caller keys asks no source",
 			func() []Source { return []Source{&fakeSource{name: "a", p: doerProfile, ok: true}} },
 			ticket.Caller{Name: "Some One"},
@@ -191,4 +191,16 @@ func TestChainStopsWhenContextIsDone(t *testing.T) {
 			t.Errorf("lookups{slow,timeout} = %v, want 0: the caller gave up", n)
 		}
 	})
+}
+
+func TestChainWithoutAnyAnswerIsAnError(t *testing.T) {
+	c := NewChain(zap.NewNop(), nil, 50*time.Millisecond,
+		&fakeSource{name: "a", err: errors.New("down")}, &fakeSource{name: "b", hang: true})
+	p, err := c.Lookup(t.Context(), ticket.Caller{Email: "x@example.com"})
+	if !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("Lookup = %+v, %v; want ErrNoAnswer so that the ticket is retried, not served as unknown", p, err)
+	}
+	if !strings.Contains(err.Error(), "a (error), b (timeout)") {
+		t.Errorf("error %q does not name the failed sources", err)
+	}
 }

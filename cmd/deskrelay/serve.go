@@ -177,7 +177,15 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	defer cancelWork()
 	eg, ectx := errgroup.WithContext(work)
 	eg.Go(func() error { return dir.Run(ectx) })
-	eg.Go(func() error { return proc.Run(ectx) })
+	eg.Go(func() error {
+		// Until the directory is loaded every caller would look unknown.
+		select {
+		case <-dir.Synced():
+		case <-ectx.Done():
+			return nil
+		}
+		return proc.Run(ectx)
+	})
 	if len(p.pollers) > 0 {
 		cursors, err := b.Cursors(ctx)
 		if err != nil {
@@ -208,13 +216,14 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	go func() { httpErr <- hs.Serve(ln) }()
 
 	var runErr error
+	stageFailed := false
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-httpErr:
 		runErr = fmt.Errorf("http server: %w", err)
 	case <-ectx.Done():
-		runErr = errors.New("a stage stopped unexpectedly")
+		stageFailed = true
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
@@ -222,8 +231,9 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 		log.Warn("http shutdown incomplete", zap.Error(err))
 	}
 	cancelWork()
-	if err := eg.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
-		runErr = err
+	if err := eg.Wait(); stageFailed || (err != nil && runErr == nil && !errors.Is(err, context.Canceled)) {
+		runErr = fmt.Errorf("a stage stopped unexpectedly: %w", err)
+		log.Error("stopping: a stage failed", zap.Error(err))
 	}
 	if err := nc.Drain(); err != nil {
 		log.Warn("nats drain", zap.Error(err))

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,8 +151,10 @@ func (w *webhook) Normalize(_ context.Context, _ http.Header, body []byte) (tick
 	if w.identity {
 		return identity(body)
 	}
-	if !gjson.ValidBytes(body) {
-		return ticket.Ticket{}, connectors.Inputf("", "body is not valid JSON")
+	// encoding/json's check, not gjson's: it also refuses nesting deeper
+	// than the ticket could later be encoded with.
+	if !json.Valid(body) {
+		return ticket.Ticket{}, connectors.Inputf("", "body is not valid JSON (or nested deeper than 10000 levels)")
 	}
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
@@ -291,8 +294,10 @@ func identity(body []byte) (ticket.Ticket, error) {
 		switch {
 		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 			return ticket.Ticket{}, connectors.Inputf("", "body is not valid JSON: %v", err)
+		case errors.As(err, &te) && te.Field == "":
+			return ticket.Ticket{}, connectors.Inputf("", "body must be a JSON object (a ticket), not %s", te.Value)
 		case errors.As(err, &te):
-			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", te.Type, te.Value)
+			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", jsonKind(te.Type.Kind()), te.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			// encoding/json has no error type for this case.
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
@@ -301,8 +306,23 @@ func identity(body []byte) (ticket.Ticket, error) {
 			return ticket.Ticket{}, connectors.Inputf("", "body is not a ticket: %v", err)
 		}
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(body[dec.InputOffset():]); len(rest) > 0 {
 		return ticket.Ticket{}, connectors.Inputf("", "body holds more than one JSON value")
 	}
 	return t, nil // the body is the ticket: no separate raw copy
+}
+
+// jsonKind names a Go kind as the JSON type a sender should use.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "number"
+	case reflect.Slice:
+		return "array"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Bool:
+		return "boolean"
+	}
+	return "string"
 }

@@ -1,0 +1,381 @@
+package jsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// Jira renders issue times as 2024-05-13T12:15:42.123+0200: milliseconds,
+// and an offset without a colon (SOURCES.md, "Dates in issues"). The other
+// layouts are accepted for JSM date objects (iso8601, no millis) and for
+// payloads that went through another tool.
+var timeLayouts = []string{
+	"2006-01-02T15:04:05.000-0700",
+	"2006-01-02T15:04:05-0700",
+	time.RFC3339Nano,
+}
+
+// parseTime reads a Jira time and returns it in UTC.
+func parseTime(s string) (time.Time, error) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a Jira time such as 2024-05-13T12:15:42.123+0200", s)
+}
+
+// flexString is an id that Jira sends as a string but that may arrive as a
+// number from other tools.
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("must be a string or a number")
+	}
+	*f = flexString(n.String())
+	return nil
+}
+
+// user is a Jira user object. emailAddress is absent or null when the
+// user's privacy settings hide it (SOURCES.md, "Webhook envelope").
+type user struct {
+	AccountID    string  `json:"accountId"`
+	EmailAddress *string `json:"emailAddress"`
+	DisplayName  string  `json:"displayName"`
+}
+
+// named is the shape shared by priority, status, issue type and select
+// options: an id and a name (options call it value).
+type named struct {
+	ID             flexString `json:"id"`
+	Name           string     `json:"name"`
+	Value          string     `json:"value"`
+	StatusCategory *struct {
+		Key string `json:"key"`
+	} `json:"statusCategory"`
+}
+
+// requestType is the JSM "Customer Request Type" field's value.
+type requestType struct {
+	RequestType *struct {
+		ID   flexString `json:"id"`
+		Name string     `json:"name"`
+	} `json:"requestType"`
+}
+
+type comment struct {
+	Author  *user           `json:"author"`
+	Body    json.RawMessage `json:"body"`
+	Created string          `json:"created"`
+}
+
+// issue is a Jira issue as found in a webhook's issue key and in search
+// results. Fields are decoded one by one, since their set depends on the
+// site and on the fields asked for.
+type issue struct {
+	ID     flexString                 `json:"id"`
+	Key    string                     `json:"key"`
+	Fields map[string]json.RawMessage `json:"fields"`
+}
+
+// unmapped is a coded value no table knows; the caller logs it.
+type unmapped struct {
+	Field string
+	Value string
+}
+
+// normalize turns one issue (raw JSON) into a ticket. prefix is the path
+// of the issue in the payload ("issue." in a webhook, "" in search
+// results), for error messages. Errors are *connectors.InputError. The
+// ticket's Source and Raw are left to the caller; UpdatedAt is zero when
+// the issue has no updated field.
+func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapped, error) {
+	var is issue
+	if err := json.Unmarshal(raw, &is); err != nil {
+		return ticket.Ticket{}, nil, inputErr(prefix, err)
+	}
+	if strings.TrimSpace(string(is.ID)) == "" {
+		return ticket.Ticket{}, nil, connectors.Inputf(prefix+"id", "is required: the issue's numeric id")
+	}
+	t := ticket.Ticket{ID: string(is.ID), Number: is.Key}
+	fp := prefix + "fields."
+	get := func(name string, dst any) error {
+		b, ok := is.Fields[name]
+		if !ok || isNull(b) {
+			return nil
+		}
+		if err := json.Unmarshal(b, dst); err != nil {
+			return connectors.Inputf(fp+name, "has an unexpected shape: %v", plain(err))
+		}
+		return nil
+	}
+	var notes []unmapped
+
+	if err := get("summary", &t.Title); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	if strings.TrimSpace(t.Title) == "" {
+		return ticket.Ticket{}, nil, connectors.Inputf(fp+"summary", "is required; add summary to the fields deskrelay asks for")
+	}
+	if b, ok := is.Fields["description"]; ok {
+		d, err := richText(b)
+		if err != nil {
+			return ticket.Ticket{}, nil, connectors.Inputf(fp+"description", "%v", err)
+		}
+		t.Description = d
+	}
+	var cm struct {
+		Comments []comment `json:"comments"`
+	}
+	if err := get("comment", &cm); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	if err := appendComments(&t, cm.Comments, fp+"comment.comments"); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+
+	// Caller: the reporter, the person the request is for. Only the
+	// accountId is certain; the email may be hidden.
+	var rep user
+	if err := get("reporter", &rep); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	t.Caller = ticket.Caller{ID: rep.AccountID, Name: rep.DisplayName}
+	if rep.EmailAddress != nil {
+		t.Caller.Email = *rep.EmailAddress
+	}
+
+	var prio named
+	if err := get("priority", &prio); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	if prio.Name != "" || prio.ID != "" {
+		if p, ok := lookup(s.priority, prio.Name); ok {
+			t.Priority = p
+		} else if p, ok := lookup(s.priority, string(prio.ID)); ok {
+			t.Priority = p
+		} else {
+			notes = append(notes, unmapped{"priority", cmpOr(prio.Name, string(prio.ID))})
+		}
+	}
+	for _, f := range []struct {
+		id, name string
+		table    map[string]int
+		dst      *int
+	}{
+		{s.impactField, "impact", s.impact, &t.Impact},
+		{s.urgencyField, "urgency", s.urgency, &t.Urgency},
+	} {
+		if f.id == "" {
+			continue
+		}
+		val, id, err := optionValue(is.Fields[f.id])
+		if err != nil {
+			return ticket.Ticket{}, nil, connectors.Inputf(fp+f.id, "%s field: %v", f.name, err)
+		}
+		if val == "" && id == "" {
+			continue
+		}
+		if v, ok := lookup(f.table, val); ok {
+			*f.dst = v
+		} else if v, ok := lookup(f.table, id); ok && id != "" {
+			*f.dst = v
+		} else {
+			notes = append(notes, unmapped{f.name, cmpOr(val, id)})
+		}
+	}
+
+	var status named
+	if err := get("status", &status); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	t.State = s.stateOf(status)
+
+	var itype named
+	if err := get("issuetype", &itype); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	t.Category = itype.Name
+	if s.requestTypeField != "" {
+		var rt requestType
+		if b, ok := is.Fields[s.requestTypeField]; ok && !isNull(b) && json.Unmarshal(b, &rt) == nil && rt.RequestType != nil {
+			t.Subcategory = rt.RequestType.Name
+			if c, ok := lookup(s.channel, rt.RequestType.Name); ok {
+				t.Channel = c
+			} else if c, ok := lookup(s.channel, string(rt.RequestType.ID)); ok && rt.RequestType.ID != "" {
+				t.Channel = c
+			} else {
+				t.Channel = s.defaultChannel
+			}
+		}
+	}
+	if err := get("labels", &t.Tags); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"created", &t.OpenedAt}, {"updated", &t.UpdatedAt}} {
+		var v string
+		if err := get(f.name, &v); err != nil {
+			return ticket.Ticket{}, nil, err
+		}
+		if v == "" {
+			continue
+		}
+		tm, err := parseTime(v)
+		if err != nil {
+			return ticket.Ticket{}, nil, connectors.Inputf(fp+f.name, "%v", err)
+		}
+		*f.dst = tm
+	}
+	return t, notes, nil
+}
+
+// stateOf maps a status by name, then id, then category, and keeps an
+// unknown status's own name (lower case, words joined by _).
+func (s *settings) stateOf(st named) string {
+	if st.Name == "" && st.ID == "" {
+		return ""
+	}
+	if v, ok := lookup(s.state, st.Name); ok {
+		return v
+	}
+	if v, ok := s.state[fold(string(st.ID))]; ok && st.ID != "" {
+		return v
+	}
+	if st.StatusCategory != nil {
+		if v, ok := categoryState[st.StatusCategory.Key]; ok {
+			return v
+		}
+	}
+	return strings.Join(strings.Fields(strings.ToLower(st.Name)), "_")
+}
+
+// optionValue reads a select field: an option object {value, id}, a plain
+// string, or a list of options (the first counts).
+func optionValue(b json.RawMessage) (value, id string, err error) {
+	if len(b) == 0 || isNull(b) {
+		return "", "", nil
+	}
+	switch b[0] {
+	case '"':
+		err = json.Unmarshal(b, &value)
+		return value, "", err
+	case '{':
+		var o named
+		if err := json.Unmarshal(b, &o); err != nil {
+			return "", "", fmt.Errorf("must be a select option {value, id}: %v", plain(err))
+		}
+		return cmpOr(o.Value, o.Name), string(o.ID), nil
+	case '[':
+		var list []json.RawMessage
+		if err := json.Unmarshal(b, &list); err != nil || len(list) == 0 {
+			return "", "", nil
+		}
+		return optionValue(list[0])
+	}
+	return "", "", fmt.Errorf("must be a select option {value, id}, not %s", truncate(string(b), 20))
+}
+
+// appendComments adds the comments' text after the description, oldest
+// first, each headed by its author and time.
+func appendComments(t *ticket.Ticket, cs []comment, path string) error {
+	for i, c := range cs {
+		text, err := richText(c.Body)
+		if err != nil {
+			return connectors.Inputf(fmt.Sprintf("%s.%d.body", path, i), "%v", err)
+		}
+		if strings.TrimSpace(text) == "" {
+			continue
+		}
+		head := "Comment"
+		if c.Author != nil && c.Author.DisplayName != "" {
+			head += " by " + c.Author.DisplayName
+		}
+		if tm, err := parseTime(c.Created); err == nil {
+			head += " at " + tm.Format("2006-01-02 15:04 UTC")
+		}
+		if t.Description != "" {
+			t.Description += "\n\n"
+		}
+		t.Description += head + ":\n" + text
+	}
+	return nil
+}
+
+// richText turns a description or comment body into plain text: API v2
+// (and webhooks) send wiki markup as a string, kept as it is; API v3 sends
+// an Atlassian Document Format object, rendered by [adfText].
+func richText(b json.RawMessage) (string, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || isNull(b) {
+		return "", nil
+	}
+	switch b[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", err
+		}
+		return s, nil
+	case '{':
+		var doc adfNode
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return "", fmt.Errorf("is not an Atlassian Document Format document: %v", plain(err))
+		}
+		return adfText(&doc), nil
+	}
+	return "", fmt.Errorf("must be a string (wiki markup) or an Atlassian Document Format object")
+}
+
+func isNull(b []byte) bool { return string(bytes.TrimSpace(b)) == "null" }
+
+// inputErr turns a JSON decoding error of the issue object into an
+// *InputError.
+func inputErr(prefix string, err error) error {
+	field := strings.TrimSuffix(prefix, ".")
+	if te, ok := err.(*json.UnmarshalTypeError); ok {
+		if te.Field != "" {
+			field = prefix + te.Field
+		}
+		return connectors.Inputf(field, "must be a JSON %s, not %s", te.Type, te.Value)
+	}
+	return connectors.Inputf(field, "is not a Jira issue object: %v", plain(err))
+}
+
+// plain drops encoding/json's "json: " prefix.
+func plain(err error) string { return strings.TrimPrefix(err.Error(), "json: ") }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// millis renders a Unix-milliseconds time.
+func millis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
