@@ -169,7 +169,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(f.limit-f.used))
 		w.Header().Set("X-RateLimit-Used-CurrentRequest", strconv.Itoa(cost))
 	}
-	since, err := time.Parse(time.RFC3339, q.Get("updated_since"))
+	// Without updated_since, only recent tickets (30 days, as Freshdesk
+	// documents; unconfirmed for Freshservice).
+	since, err := time.Parse(time.RFC3339, cmp.Or(q.Get("updated_since"), f.clock.Now().AddDate(0, 0, -30).Format(time.RFC3339)))
 	perPage, err2 := strconv.Atoi(cmp.Or(q.Get("per_page"), "30"))
 	page, err3 := strconv.Atoi(cmp.Or(q.Get("page"), "1"))
 	if err != nil || err2 != nil || err3 != nil || perPage < 1 || perPage > MaxPageSize || page < 1 {
