@@ -301,7 +301,9 @@ func TestServeSurvivesANATSOutage(t *testing.T) {
 	ns := bustest.StartAt(t, store, -1)
 	port := bustest.ServerPort(t, ns)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	r := startServe(t, map[string]string{"DESKRELAY_NATS_URL": url, "DESKRELAY_HTTP_PUBLISH_TIMEOUT": "1s"})
+	// A short ack_wait: a ticket whose processing the outage interrupted is
+	// redelivered within seconds.
+	r := startServe(t, map[string]string{"DESKRELAY_NATS_URL": url, "DESKRELAY_HTTP_PUBLISH_TIMEOUT": "1s", "DESKRELAY_PIPELINE_ACK_WAIT": "2s"})
 
 	if code, body := r.post(t, laptop("OUT-1", "doer@example.com")); code != http.StatusAccepted {
 		t.Fatalf("POST before the outage = %d %s", code, body)
