@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,7 +25,8 @@ var (
 	// connection is not CONNECTED (reconnecting, draining or closed).
 	ErrNotConnected = errors.New("nats not connected")
 	// ErrInvalidToken is returned for a subject token (source, tier,
-	// channel, reason) that is empty or holds '.', '*', '>' or white space.
+	// channel, reason) that NATS would not take as one literal token (see
+	// the package doc).
 	ErrInvalidToken = errors.New("invalid subject token")
 )
 
@@ -110,14 +111,20 @@ func storage(s string) (jetstream.StorageType, error) {
 	return 0, fmt.Errorf("%q is not a storage; use file or memory", s)
 }
 
-// validToken reports whether s can be one token of a NATS subject.
+// validToken reports whether s can be one literal token of a subject
+// deskrelay publishes on, by nats-server's own rules (server/sublist.go,
+// isValidSubject with rune checks, and subjectIsLiteral): s is not empty,
+// holds no '.', no space, tab, CR, LF or form feed, no NUL, is valid
+// UTF-8, and is not a wildcard ("*" or ">"). A '*' or '>' inside a longer
+// token ("p*1") is literal to NATS and allowed here. config checks
+// nats.subject_prefix with a stricter, separate rule (ASCII letters,
+// digits, '-' and '_').
 func validToken(s string) bool {
-	if s == "" {
+	switch s {
+	case "", "*", ">":
 		return false
 	}
-	return !strings.ContainsFunc(s, func(r rune) bool {
-		return r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r)
-	})
+	return utf8.ValidString(s) && !strings.ContainsAny(s, ". \t\r\n\f\x00")
 }
 
 func checkTokens(tokens ...string) error {

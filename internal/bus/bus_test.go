@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -162,9 +163,45 @@ func TestIngestStoresOnceAndReportsDuplicate(t *testing.T) {
 	}
 }
 
+func TestValidTokenFollowsNATS(t *testing.T) {
+	for _, tt := range []struct {
+		tok  string
+		want bool
+	}{
+		{"snow-prod", true},
+		{"l2", true},
+		{"p*1", true}, // '*' inside a longer token is literal to NATS
+		{"a>", true},
+		{"café", true},
+		{"no\u00a0break", true}, // only ASCII white space splits a NATS subject
+		{"", false},
+		{"*", false},
+		{">", false},
+		{"snow.prod", false},
+		{"snow prod", false},
+		{"tab\tbed", false},
+		{"cr\r", false},
+		{"lf\n", false},
+		{"ff\f", false},
+		{"nul\x00", false},
+		{"bad\xffutf8", false},
+	} {
+		t.Run(fmt.Sprintf("token %q", tt.tok), func(t *testing.T) {
+			if got := validToken(tt.tok); got != tt.want {
+				t.Errorf("validToken(%q) = %v, want %v", tt.tok, got, tt.want)
+			}
+			// nats-server's own check of a publish subject (it does not
+			// look at NUL or UTF-8 unless asked: those are ours).
+			if tt.want && !server.IsValidPublishSubject("deskrelay.ingest."+tt.tok) {
+				t.Errorf("server.IsValidPublishSubject(deskrelay.ingest.%s) = false, but validToken accepts it", tt.tok)
+			}
+		})
+	}
+}
+
 func TestIngestRejectsBadSource(t *testing.T) {
 	b, _ := newBus(t, bustest.Start(t), config.NATS{})
-	for _, src := range []string{"", "snow.prod", "snow*", "a>", "snow prod", "tab\tbed"} {
+	for _, src := range []string{"", "snow.prod", "*", ">", "snow prod", "tab\tbed"} {
 		t.Run(fmt.Sprintf("source %q is rejected", src), func(t *testing.T) {
 			tk := sampleTicket("INC1")
 			tk.Source = src
@@ -364,8 +401,8 @@ func TestStartEmbedded(t *testing.T) {
 			if js.SyncAlways != tt.syncAlways || (tt.interval > 0 && js.SyncInterval != tt.interval) {
 				t.Errorf("sync always %v, interval %s; want %v, %s", js.SyncAlways, js.SyncInterval, tt.syncAlways, tt.interval)
 			}
-			if want := dataDir + "/jetstream"; !strings.HasPrefix(js.StoreDir, want) {
-				t.Errorf("store dir %q, want under %q", js.StoreDir, want)
+			if want := filepath.Join(dataDir, "jetstream"); js.StoreDir != want {
+				t.Errorf("store dir %q, want %q (the server adds one jetstream/ to data_dir)", js.StoreDir, want)
 			}
 			nc, err := Connect(t.Context(), cfg, srv, zaptest.NewLogger(t))
 			if err != nil {
@@ -384,6 +421,17 @@ func TestStartEmbedded(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an explicit store_dir gets one jetstream subfolder", func(t *testing.T) {
+		storeDir := filepath.Join(t.TempDir(), "store")
+		srv, err := StartEmbedded(config.NATS{Embedded: config.Embedded{Listen: "none", StoreDir: storeDir}}, t.TempDir(), zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatalf("StartEmbedded: %v", err)
+		}
+		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+		if got, want := srv.JetStreamConfig().StoreDir, filepath.Join(storeDir, "jetstream"); got != want {
+			t.Errorf("store dir %q, want %q", got, want)
+		}
+	})
 	for _, tt := range []struct {
 		name string
 		emb  config.Embedded

@@ -6,8 +6,10 @@
 //
 // Subjects are <prefix>.ingest.<source>, <prefix>.routed.<tier>.<channel>
 // and <prefix>.dlq.<reason>, prefix "deskrelay" by default. Every token
-// must be a valid NATS subject token: [Bus] rejects empty tokens and tokens
-// holding '.', '*', '>' or white space with [ErrInvalidToken].
+// must be a literal NATS subject token, by nats-server's rules: [Bus]
+// rejects with [ErrInvalidToken] an empty token, a wildcard ("*" or ">"),
+// and a token holding '.', ASCII white space (space, tab, CR, LF, form
+// feed), NUL or invalid UTF-8.
 //
 // Durability: a PubAck means the server stored the message, not that it
 // reached the disk. With the default sync interval (2m) an OS crash or a

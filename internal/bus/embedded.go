@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,8 +25,14 @@ const SyncAlways = "always"
 // caller owns the server and stops it with Shutdown then WaitForShutdown,
 // after draining its connections.
 //
-// Storage is file-based under cfg.Embedded.StoreDir, default
-// <dataDir>/jetstream. The server listens on cfg.Embedded.Listen (host:port,
+// Storage is file-based. nats-server keeps its files in a "jetstream"
+// folder it adds under the store dir it is given, so the store dir passed
+// is cfg.Embedded.StoreDir or, by default, dataDir itself: the files land
+// in <dataDir>/jetstream. An explicit store_dir gets the same subfolder
+// (<store_dir>/jetstream); its files are found again there on the next
+// start. (Until this rule the default store sat in
+// <dataDir>/jetstream/jetstream; deskrelay had no release then, so nothing
+// is migrated.) The server listens on cfg.Embedded.Listen (host:port,
 // default [DefaultListen]; port 0 picks a free port; [ListenNone] opens no
 // TCP listener, so only Connect with the server works).
 // cfg.Embedded.SyncInterval is "" for the server default (2m), "always"
@@ -38,7 +43,7 @@ func StartEmbedded(cfg config.NATS, dataDir string, log *zap.Logger) (*server.Se
 	opts := &server.Options{
 		ServerName:         "deskrelay",
 		JetStream:          true,
-		StoreDir:           cmp.Or(emb.StoreDir, filepath.Join(dataDir, "jetstream")),
+		StoreDir:           cmp.Or(emb.StoreDir, dataDir), // the server appends "jetstream"
 		JetStreamMaxMemory: emb.MaxMemory,
 		JetStreamMaxStore:  emb.MaxStore,
 		NoSigs:             true,
@@ -81,7 +86,7 @@ func StartEmbedded(cfg config.NATS, dataDir string, log *zap.Logger) (*server.Se
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("embedded nats: not ready after %s", EmbeddedReadyTimeout)
 	}
-	fields := []zap.Field{zap.String("store_dir", opts.StoreDir), zap.Bool("sync_always", opts.SyncAlways)}
+	fields := []zap.Field{zap.String("store_dir", srv.JetStreamConfig().StoreDir), zap.Bool("sync_always", opts.SyncAlways)}
 	if opts.SyncInterval > 0 {
 		fields = append(fields, zap.Duration("sync_interval", opts.SyncInterval))
 	}
