@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -355,9 +356,26 @@ func inputErr(prefix string, err error) error {
 		if te.Field != "" {
 			field = prefix + te.Field
 		}
-		return connectors.Inputf(field, "must be a JSON %s, not %s", te.Type, te.Value)
+		return connectors.Inputf(field, "must be a JSON %s, not %s", jsonKind(te.Type), te.Value)
 	}
 	return connectors.Inputf(field, "is not a Jira issue object: %v", plain(err))
+}
+
+// jsonKind names the JSON type a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "number"
 }
 
 // plain drops encoding/json's "json: " prefix.

@@ -162,7 +162,7 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	if err := dec.Decode(&env); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", te.Type, te.Value)
+			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", jsonKind(te.Type), te.Value)
 		}
 		return ticket.Ticket{}, connectors.Inputf("", "body is not a Jira webhook JSON object: %v", plain(err))
 	}
