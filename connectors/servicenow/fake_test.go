@@ -186,7 +186,10 @@ func (f *fakeSN) list(w http.ResponseWriter, r *http.Request) {
 	if total > limit && q.Get("sysparm_suppress_pagination_header") != "true" {
 		h.Set("Link", f.link(r, offset, limit, total))
 	}
-	writeJSON(w, http.StatusOK, h, map[string]any{"result": cmp.Or(out, []any{})})
+	if out == nil {
+		out = []any{} // an empty list, never null
+	}
+	writeJSON(w, http.StatusOK, h, map[string]any{"result": out})
 }
 
 // link builds the Table API's Link header: first, prev and next when

@@ -41,7 +41,7 @@ var (
 // common type, auth, api, poll and max_body_bytes.
 var optionKeys = []string{
 	"table", "query", "fields", "codes", "display_value",
-	"lookup_caller_email", "caller_cache_ttl", "caller_cache_size", "overlap",
+	"lookup_caller_email", "caller_cache_ttl", "caller_cache_size", "settle",
 }
 
 // Defaults of the vendor options.
@@ -49,6 +49,10 @@ const (
 	DefaultTable           = "incident"
 	DefaultCallerCacheTTL  = time.Hour
 	DefaultCallerCacheSize = 10000
+	// DefaultSettle is how far behind now a poll stops reading: records
+	// updated in the last seconds may still be joined by others with the
+	// same sys_updated_on second.
+	DefaultSettle = 5 * time.Second
 	// DefaultTokenURL is ServiceNow's OAuth token endpoint, relative to
 	// api.base_url.
 	DefaultTokenURL = "/oauth_token.do"
@@ -63,7 +67,7 @@ type options struct {
 	lookup      bool
 	cacheTTL    time.Duration
 	cacheSize   int
-	overlap     time.Duration
+	settle      time.Duration
 	fieldsGiven bool
 }
 
@@ -80,7 +84,7 @@ func decodeOptions(src connectors.Source) (*options, error) {
 		errs = append(errs, config.Errorf(src.Path(key), format, args...))
 	}
 	raw := src.Config.Options
-	o := &options{table: DefaultTable, cacheTTL: DefaultCallerCacheTTL, cacheSize: DefaultCallerCacheSize}
+	o := &options{table: DefaultTable, cacheTTL: DefaultCallerCacheTTL, cacheSize: DefaultCallerCacheSize, settle: DefaultSettle}
 	decode := func(key string, out any) bool {
 		v, ok := raw[key]
 		if !ok || v == nil {
@@ -133,8 +137,8 @@ func decodeOptions(src connectors.Source) (*options, error) {
 	if decode("caller_cache_size", &o.cacheSize) && o.cacheSize < 1 {
 		bad("caller_cache_size", "must be at least 1, got %d", o.cacheSize)
 	}
-	if decode("overlap", &o.overlap) && (o.overlap < 0 || o.overlap > 24*time.Hour) {
-		bad("overlap", "must be between 0s and 24h, got %s", o.overlap)
+	if decode("settle", &o.settle) && (o.settle < time.Second || o.settle > time.Hour) {
+		bad("settle", "must be between 1s and 1h, got %s", o.settle)
 	}
 
 	var fields map[string]any
