@@ -237,7 +237,7 @@ func ticketFields(t *ticket.Ticket) []caseField {
 		{"impact", &t.Impact}, {"urgency", &t.Urgency}, {"priority", &t.Priority},
 		{"state", &t.State}, {"assignment_group", &t.AssignmentGroup},
 		{"configuration_item", &t.ConfigurationItem},
-		{"opened_at", &t.OpenedAt}, {"updated_at", &t.UpdatedAt}, {"tags", &t.Tags},
+		{"opened_at", &t.OpenedAt}, {"updated_at", &t.UpdatedAt}, {"version", &t.Version}, {"tags", &t.Tags},
 	}
 }
 

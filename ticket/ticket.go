@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Channel is the way a caller reaches, or is served by, the service desk.
@@ -60,25 +62,29 @@ type Caller struct {
 // required; Impact and Urgency are 1 (high) … 3 (low) and Priority is
 // 1 (critical) … 5 (planning), 0 meaning "not given by the source".
 type Ticket struct {
-	ID                string          `json:"id"`
-	Source            string          `json:"source"`
-	Number            string          `json:"number,omitempty"`
-	Title             string          `json:"title"`
-	Description       string          `json:"description,omitempty"`
-	Caller            Caller          `json:"caller"`
-	Channel           Channel         `json:"channel,omitempty"`
-	Category          string          `json:"category,omitempty"`
-	Subcategory       string          `json:"subcategory,omitempty"`
-	Impact            int             `json:"impact,omitempty"`
-	Urgency           int             `json:"urgency,omitempty"`
-	Priority          int             `json:"priority,omitempty"`
-	State             string          `json:"state,omitempty"`
-	AssignmentGroup   string          `json:"assignment_group,omitempty"`
-	ConfigurationItem string          `json:"configuration_item,omitempty"`
-	OpenedAt          time.Time       `json:"opened_at,omitzero"`
-	UpdatedAt         time.Time       `json:"updated_at,omitzero"`
-	Tags              []string        `json:"tags,omitempty"`
-	Raw               json.RawMessage `json:"raw,omitempty"`
+	ID                string    `json:"id"`
+	Source            string    `json:"source"`
+	Number            string    `json:"number,omitempty"`
+	Title             string    `json:"title"`
+	Description       string    `json:"description,omitempty"`
+	Caller            Caller    `json:"caller"`
+	Channel           Channel   `json:"channel,omitempty"`
+	Category          string    `json:"category,omitempty"`
+	Subcategory       string    `json:"subcategory,omitempty"`
+	Impact            int       `json:"impact,omitempty"`
+	Urgency           int       `json:"urgency,omitempty"`
+	Priority          int       `json:"priority,omitempty"`
+	State             string    `json:"state,omitempty"`
+	AssignmentGroup   string    `json:"assignment_group,omitempty"`
+	ConfigurationItem string    `json:"configuration_item,omitempty"`
+	OpenedAt          time.Time `json:"opened_at,omitzero"`
+	UpdatedAt         time.Time `json:"updated_at,omitzero"`
+	// Version is the source's revision counter of the record, when it has
+	// one (ServiceNow's sys_mod_count); with UpdatedAt it tells versions
+	// apart that were saved within the same second.
+	Version string          `json:"version,omitempty"`
+	Tags    []string        `json:"tags,omitempty"`
+	Raw     json.RawMessage `json:"raw,omitempty"`
 }
 
 // FieldError says which field of a ticket is wrong and why. Field is the
@@ -110,10 +116,26 @@ func (t *Ticket) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
-	if strings.TrimSpace(t.ID) == "" {
+	switch {
+	case strings.TrimSpace(t.ID) == "":
 		bad("id", "is required")
-	} else if len(t.ID) > 256 {
+	case len(t.ID) > 256:
 		bad("id", "is longer than 256 bytes")
+	case strings.TrimSpace(t.ID) != t.ID:
+		bad("id", "%q has leading or trailing spaces", t.ID)
+	case strings.ContainsFunc(t.ID, unicode.IsControl) || !utf8.ValidString(t.ID):
+		bad("id", "%q holds control characters or invalid UTF-8", t.ID)
+	}
+	if strings.ContainsFunc(t.Version, unicode.IsControl) || len(t.Version) > 64 {
+		bad("version", "must be at most 64 printable characters")
+	}
+	for _, tf := range []struct {
+		name string
+		v    time.Time
+	}{{"opened_at", t.OpenedAt}, {"updated_at", t.UpdatedAt}} {
+		if !tf.v.IsZero() && (tf.v.Year() < 1970 || tf.v.Year() > 9999) {
+			bad(tf.name, "%s is not a plausible time (year 1970 to 9999)", tf.v.UTC().Format(time.RFC3339))
+		}
 	}
 	if strings.TrimSpace(t.Source) == "" {
 		bad("source", "is required")
@@ -139,18 +161,23 @@ func (t *Ticket) Validate() error {
 	return nil
 }
 
-// MsgID is the de-duplication key of this version of the ticket: source, id
-// and update time. A ticket without an update time is keyed by a hash of its
-// raw payload (or, lacking one, of its JSON form), so that the same payload
-// sent twice is still stored once.
+// MsgID is the de-duplication key of this version of the ticket: source,
+// id, update time and, when the source has one, its revision counter. The
+// same version of a record, whether it came by webhook or by poll, has the
+// same key. A ticket without an update time is keyed by a hash of its
+// normalised fields (not of its raw payload, whose envelope may differ
+// between retries of one event).
 func (t *Ticket) MsgID() string {
 	if !t.UpdatedAt.IsZero() {
-		return t.Source + ":" + t.ID + ":" + t.UpdatedAt.UTC().Format(time.RFC3339Nano)
+		id := t.Source + ":" + t.ID + ":" + t.UpdatedAt.UTC().Format(time.RFC3339Nano)
+		if t.Version != "" {
+			id += ":" + t.Version
+		}
+		return id
 	}
-	body := []byte(t.Raw)
-	if len(body) == 0 {
-		body, _ = json.Marshal(t)
-	}
+	c := *t
+	c.Raw = nil
+	body, _ := json.Marshal(&c)
 	sum := sha256.Sum256(body)
 	return t.Source + ":" + t.ID + ":sha256-" + hex.EncodeToString(sum[:12])
 }

@@ -42,7 +42,7 @@ func init() {
 var Fields = []string{
 	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
 	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "configuration_item", "opened_at", "updated_at", "tags",
+	"assignment_group", "configuration_item", "opened_at", "updated_at", "version", "tags",
 }
 
 // coded are the fields whose values may be translated by a values table.
@@ -223,6 +223,8 @@ func (w *webhook) set(t *ticket.Ticket, field string, res gjson.Result) error {
 		t.OpenedAt, err = w.parseTime(res)
 	case "updated_at":
 		t.UpdatedAt, err = w.parseTime(res)
+	case "version":
+		t.Version = s
 	case "tags":
 		t.Tags = tags(res)
 	}
