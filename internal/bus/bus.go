@@ -30,6 +30,44 @@ var (
 	ErrInvalidToken = errors.New("invalid subject token")
 )
 
+// PayloadReserve is the room Ingest leaves under the server's max_payload
+// (1 MiB by default): the routed message carries the ticket plus the
+// profile, the decision and its hints (a few KB), and a dead letter the
+// ticket plus the error, so an ingested ticket must be smaller than
+// max_payload by at least this much. On a server whose max_payload is
+// under twice the reserve, half of max_payload is reserved instead.
+const PayloadReserve = 64 << 10
+
+// TooLargeError is returned (wrapped) by Ingest for a ticket whose JSON
+// encoding is longer than Limit: max_payload minus [PayloadReserve].
+// Retrying cannot help. Callers test for it with errors.As on an
+// interface{ TooLarge() bool }, as the HTTP ingress does (413).
+type TooLargeError struct {
+	Size  int // encoded ticket, bytes
+	Limit int // largest encoded ticket accepted, bytes
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("ticket encodes to %d bytes, more than the %d accepted (nats max_payload minus a reserve for routing)", e.Size, e.Limit)
+}
+
+// TooLarge reports true: the ticket is too large to be stored.
+func (e *TooLargeError) TooLarge() bool { return true }
+
+// InputError is returned (wrapped) for a ticket that cannot be encoded
+// (json.Marshal fails: a Raw that is not JSON, for one). Retrying cannot
+// help. Callers test for it with errors.As on an interface{ BadInput()
+// bool }, as the HTTP ingress does (400).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return "ticket cannot be encoded: " + e.Err.Error() }
+
+// Unwrap returns the encoding error.
+func (e *InputError) Unwrap() error { return e.Err }
+
+// BadInput reports true: the ticket, not the store, is at fault.
+func (e *InputError) BadInput() bool { return true }
+
 // Bus publishes deskrelay's messages to JetStream and provisions the
 // streams and buckets they live in. It is safe for concurrent use. It does
 // not own the connection: the caller drains it after the last publish.
@@ -247,9 +285,12 @@ func (b *Bus) Ingest(ctx context.Context, t ticket.Ticket) error {
 
 // IngestResult is Ingest that also reports whether JetStream had already
 // stored a message with the same Nats-Msg-Id within the duplicate window.
-// It fails at once with [ErrNotConnected] while the connection is down and
-// with [ErrInvalidToken] for a source that cannot be a subject token; a
-// ctx without deadline gets [DefaultPublishTimeout].
+// It fails at once, without publishing, with [ErrNotConnected] while the
+// connection is down, with [ErrInvalidToken] for a source that cannot be
+// a subject token, with an [*InputError] for a ticket json.Marshal
+// refuses and with a [*TooLargeError] for one that would leave less than
+// [PayloadReserve] under the server's max_payload. A ctx without deadline
+// gets [DefaultPublishTimeout].
 func (b *Bus) IngestResult(ctx context.Context, t ticket.Ticket) (duplicate bool, err error) {
 	defer func() {
 		switch {
@@ -266,7 +307,10 @@ func (b *Bus) IngestResult(ctx context.Context, t ticket.Ticket) (duplicate bool
 	}
 	body, err := json.Marshal(t)
 	if err != nil {
-		return false, fmt.Errorf("bus: ingest ticket %q: encode: %w", t.ID, err)
+		return false, fmt.Errorf("bus: ingest ticket %q: %w", t.ID, &InputError{err})
+	}
+	if limit := ingestLimit(b.nc.MaxPayload()); limit > 0 && len(body) > limit {
+		return false, fmt.Errorf("bus: ingest ticket %q: %w", t.ID, &TooLargeError{Size: len(body), Limit: limit})
 	}
 	msg := &nats.Msg{Subject: b.Subject(KindIngest, t.Source), Data: body, Header: nats.Header{}}
 	msg.Header.Set(ticket.HeaderTicketID, t.ID)
@@ -276,6 +320,15 @@ func (b *Bus) IngestResult(ctx context.Context, t ticket.Ticket) (duplicate bool
 		return false, fmt.Errorf("bus: ingest ticket %q: %w", t.ID, err)
 	}
 	return ack.Duplicate, nil
+}
+
+// ingestLimit returns the largest encoded ticket Ingest accepts under the
+// server's max_payload, or 0 when that is not known yet.
+func ingestLimit(maxPayload int64) int {
+	if maxPayload <= 0 {
+		return 0
+	}
+	return int(maxPayload - min(PayloadReserve, maxPayload/2))
 }
 
 // PublishRouted publishes r on <prefix>.routed.<tier>.<channel> with
@@ -290,7 +343,7 @@ func (b *Bus) PublishRouted(ctx context.Context, msgID string, r *ticket.Routed)
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("bus: publish routed ticket %q: encode: %w", r.Ticket.ID, err)
+		return fmt.Errorf("bus: publish routed ticket %q: %w", r.Ticket.ID, &InputError{err})
 	}
 	msg := &nats.Msg{Subject: b.Subject(KindRouted, tier, channel), Data: body, Header: nats.Header{}}
 	msg.Header.Set(ticket.HeaderSchema, r.Schema)
@@ -319,7 +372,7 @@ func (b *Bus) PublishDLQ(ctx context.Context, msgID string, d *ticket.DeadLetter
 	dl.Schema = cmp.Or(dl.Schema, ticket.DeadLetterSchema)
 	body, err := json.Marshal(&dl)
 	if err != nil {
-		return fmt.Errorf("bus: publish dead letter: encode: %w", err)
+		return fmt.Errorf("bus: publish dead letter: %w", &InputError{err})
 	}
 	msg := &nats.Msg{Subject: b.Subject(KindDLQ, dl.Reason), Data: body, Header: nats.Header{}}
 	msg.Header.Set(ticket.HeaderSchema, dl.Schema)

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -213,6 +214,70 @@ func TestIngestRejectsBadSource(t *testing.T) {
 	if got := testutil.ToFloat64(b.m.ingest.WithLabelValues(ResultError)); got != 6 {
 		t.Errorf("deskrelay_ingest_published_total{result=error} = %v, want 6", got)
 	}
+}
+
+func TestIngestRefusesWhatCannotBeStored(t *testing.T) {
+	b, nc := newBus(t, bustest.Start(t), config.NATS{})
+	limit := int(nc.MaxPayload()) - PayloadReserve
+	// sized returns a ticket whose JSON encoding is exactly n bytes.
+	sized := func(n int) ticket.Ticket {
+		tk := sampleTicket("INC-big")
+		base := len(mustJSON(t, tk))
+		tk.Description = strings.Repeat("x", n-base-len(`,"description":""`))
+		if got := len(mustJSON(t, tk)); got != n {
+			t.Fatalf("sized(%d) encodes to %d bytes", n, got)
+		}
+		return tk
+	}
+	badRaw := sampleTicket("INC-raw")
+	badRaw.Raw = []byte("{not json")
+	for _, tt := range []struct {
+		name     string
+		tk       ticket.Ticket
+		tooLarge bool
+		badInput bool
+	}{
+		{"a ticket at the limit is stored", sized(limit), false, false},
+		{"a ticket one byte over the limit is too large", sized(limit + 1), true, false},
+		{"a ticket near max_payload is too large", sized(int(nc.MaxPayload()) - 100), true, false},
+		{"a ticket whose raw payload is not JSON is bad input", badRaw, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := streamMsgs(t, b, KindIngest)
+			err := b.Ingest(t.Context(), tt.tk)
+			var tl interface{ TooLarge() bool }
+			var bi interface{ BadInput() bool }
+			gotTooLarge := errors.As(err, &tl) && tl.TooLarge()
+			gotBadInput := errors.As(err, &bi) && bi.BadInput()
+			if gotTooLarge != tt.tooLarge || gotBadInput != tt.badInput {
+				t.Errorf("Ingest = %v: TooLarge %v, BadInput %v; want %v, %v", err, gotTooLarge, gotBadInput, tt.tooLarge, tt.badInput)
+			}
+			if !tt.tooLarge && !tt.badInput && err != nil {
+				t.Errorf("Ingest = %v, want nil", err)
+			}
+			want := uint64(1)
+			if err != nil {
+				want = 0
+			}
+			if stored := streamMsgs(t, b, KindIngest) - before; stored != want {
+				t.Errorf("ingest stream grew by %d messages after Ingest = %v, want %d", stored, err, want)
+			}
+		})
+	}
+	var tooLarge *TooLargeError
+	err := b.Ingest(t.Context(), sized(limit+10))
+	if !errors.As(err, &tooLarge) || tooLarge.Size != limit+10 || tooLarge.Limit != limit {
+		t.Errorf("Ingest(%d bytes) = %v, want a *TooLargeError{Size: %d, Limit: %d}", limit+10, err, limit+10, limit)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestPublishRoutedSetsSubjectAndHeaders(t *testing.T) {
