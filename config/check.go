@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -242,8 +243,9 @@ func checkHostPort(s string) error {
 		return fmt.Errorf("%q is not host:port: %v", s, err)
 	}
 	_ = host
-	if port == "" {
-		return fmt.Errorf("%q has no port", s)
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", s)
 	}
 	return nil
 }

@@ -320,6 +320,11 @@ func (w *walker) envOverrides(v *viper.Viper) {
 	for name := range v.GetStringMap("connectors") {
 		typesOf(reflect.TypeFor[Connector](), "connectors."+name, all)
 	}
+	// Hints are keyed by profile name, a fixed set: each of their scalar
+	// keys can come from the environment too.
+	for _, profile := range []string{"doer", "prioritizer", "trier", "supported", "unknown"} {
+		typesOf(reflect.TypeFor[ProfileHints](), "profiles.hints."+profile, all)
+	}
 	for path, t := range all {
 		env := EnvName(path)
 		val, ok := os.LookupEnv(env)
@@ -364,7 +369,10 @@ func setPath(v reflect.Value, path []string, val string) error {
 			}
 		case reflect.Map:
 			if v.IsNil() {
-				return fmt.Errorf("no map at %q", name)
+				if !v.CanSet() {
+					return fmt.Errorf("no map at %q", name)
+				}
+				v.Set(reflect.MakeMap(v.Type()))
 			}
 			key := reflect.ValueOf(name)
 			e := reflect.New(v.Type().Elem()).Elem()

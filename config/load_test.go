@@ -93,6 +93,20 @@ func TestLoadEnv(t *testing.T) {
 			},
 		},
 		{
+			name: "a profile hint can come from the environment",
+			env:  map[string]string{"DESKRELAY_PROFILES_HINTS_SUPPORTED_STATUS_UPDATE_EVERY": "1h"},
+			check: func(t *testing.T, c *Config) {
+				if got := c.Profiles.Hints["supported"].StatusUpdateEvery; got != "1h" {
+					t.Errorf("profiles.hints.supported.status_update_every = %q, want 1h from the env", got)
+				}
+			},
+		},
+		{
+			name:    "a port that is not a number is refused",
+			env:     map[string]string{"DESKRELAY_HTTP_LISTEN": "127.0.0.1:http"},
+			wantErr: `env DESKRELAY_HTTP_LISTEN: http.listen: "127.0.0.1:http": port must be a number from 0 to 65535`,
+		},
+		{
 			name:    "a bad env value is reported with the variable's name",
 			env:     map[string]string{"DESKRELAY_NATS_URL": "localhost:4222"},
 			wantErr: `env DESKRELAY_NATS_URL: nats.url: "localhost:4222": missing or unknown scheme; expected nats://host:port (or tls://, ws://, wss://)`,
@@ -171,4 +185,26 @@ func TestLocateNestedPath(t *testing.T) {
 	if es.Error() != want {
 		t.Errorf("Locate = \n%s\nwant\n%s", es.Error(), want)
 	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/conf.good.yml", "testdata/conf.bad-three.yml", "../deploy/examples/deskrelay.yaml"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("nats: [1, 2]\nhttp: {listen: 3}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yml", data)
+		if err == nil && c == nil {
+			t.Fatal("Parse returned neither a config nor an error")
+		}
+		for _, e := range AsErrors(err) {
+			if e.Msg == "" {
+				t.Fatalf("an error without a message: %+v", e)
+			}
+		}
+	})
 }

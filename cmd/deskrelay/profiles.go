@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/csv"
 	"fmt"
 	"os"
@@ -85,9 +86,10 @@ With --check, only parse and report every bad row with its line.`,
 					return err
 				}
 				entries, err := enrichment.Export(ctx, kv)
-				if err != nil {
+				if err != nil && !errors.Is(err, enrichment.ErrSkipped) {
 					return err
 				}
+				skipped := err // printed after the good entries
 				w := csv.NewWriter(cmd.OutOrStdout())
 				_ = w.Write([]string{"email", "user_id", "profile", "competence", "attitude"})
 				for _, e := range entries {
@@ -100,7 +102,10 @@ With --check, only parse and report every bad row with its line.`,
 					_ = w.Write(row)
 				}
 				w.Flush()
-				return w.Error()
+				if err := w.Error(); err != nil {
+					return err
+				}
+				return skipped
 			})
 		},
 	}

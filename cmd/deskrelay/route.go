@@ -24,7 +24,8 @@ func routeCmd(g *globals) *cobra.Command {
 		Long: `Route one normalised ticket (JSON, "-" for stdin) with the configured rules
 and print the routed message that deskrelay would publish. The caller's
 profile comes from profiles.file of the config, or from --profile.
-With --explain, also print why each rule matched or not.`,
+With --explain, also print why each rule matched or not (on stderr, so that
+stdout stays the JSON message).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ticketPath == "" {
@@ -61,8 +62,8 @@ With --explain, also print why each rule matched or not.`,
 				return fmt.Errorf("route %s: %w", ticketPath, err)
 			}
 			out := cmd.OutOrStdout()
-			if explain {
-				fmt.Fprintln(out, why.String())
+			if explain { // on stderr, so that stdout stays one JSON document
+				fmt.Fprintln(cmd.ErrOrStderr(), why.String())
 			}
 			msg := ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: time.Now().UTC()}
 			enc := json.NewEncoder(out)

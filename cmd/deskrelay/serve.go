@@ -92,6 +92,10 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 		if srv, err = bus.StartEmbedded(cfg.NATS, dataDir, log); err != nil {
 			return fmt.Errorf("start embedded NATS: %w", err)
 		}
+		if !loopback(cfg.NATS.Embedded.Listen) {
+			log.Warn("the embedded NATS server listens beyond this host and has no authentication: anyone who reaches it can read tickets and publish on the ingest subjects; keep it on 127.0.0.1, or run an external NATS with auth (nats.url)",
+				zap.String("listen", cfg.NATS.Embedded.Listen))
+		}
 		defer func() {
 			srv.Shutdown()
 			srv.WaitForShutdown()
@@ -248,6 +252,22 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// loopback reports whether a listen address stays on this host.
+func loopback(listen string) bool {
+	if listen == "" || listen == "none" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // replicaName identifies this process in poll leases: host and pid.
