@@ -414,8 +414,12 @@ func (b *Bus) publish(ctx context.Context, kind, msgID string, msg *nats.Msg) (*
 
 // IngestConsumer creates or updates the processing stage's durable pull
 // consumer on the ingest stream (filter <prefix>.ingest.>, explicit acks)
-// with cfg's durable name, max_deliver, ack_wait and max_ack_pending,
-// zero values taken from [DefaultPipeline].
+// with cfg's durable name, ack_wait and max_ack_pending, zero values taken
+// from [DefaultPipeline]. The server-side MaxDeliver is always -1
+// (unlimited), also on a consumer created earlier with another value: the
+// server keeps redelivering, and internal/pipeline counts cfg.MaxDeliver
+// deliveries itself and dead-letters, so a message whose dead letter could
+// not be stored is retried rather than left unacknowledged for good.
 func (b *Bus) IngestConsumer(ctx context.Context, cfg config.Pipeline) (jetstream.Consumer, error) {
 	cfg = PipelineWithDefaults(cfg)
 	ctx, cancel := withTimeout(ctx, DefaultPublishTimeout)
@@ -426,7 +430,7 @@ func (b *Bus) IngestConsumer(ctx context.Context, cfg config.Pipeline) (jetstrea
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		MaxDeliver:    -1, // the pipeline dead-letters after cfg.MaxDeliver
 		MaxAckPending: cfg.MaxAckPending,
 		FilterSubject: b.Subject(KindIngest, ">"),
 	})

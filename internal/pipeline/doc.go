@@ -10,8 +10,13 @@
 // an invalid ticket, no route, a panic) go to the dead-letter subject with
 // the reason, the error, the original payload and the source, and the
 // ingest message is acked. Transient ones (profile lookup, publish) are
-// nak'd with the configured retry delay; on the consumer's last allowed
-// delivery the message goes to the dead letters as "max_deliver" instead.
+// nak'd with a delay that doubles with each delivery from the configured
+// retry_delay up to [MaxRetryDelay] ([RetryDelay]); a message still
+// failing on its max_deliver-th delivery goes to the dead letters as
+// "max_deliver" instead. The processor, not the server, counts
+// max_deliver: the consumer redelivers without limit, so a message whose
+// dead letter could not be stored is nak'd and tried again later, never
+// left unacknowledged.
 //
 // The package does not own the consumer, the connection or the streams
 // (internal/bus does), nor the profile sources (enrichment) or the rules

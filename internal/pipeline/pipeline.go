@@ -45,6 +45,27 @@ var ErrInvalidOption = errors.New("invalid pipeline option")
 // its ctx ended.
 const DefaultDrainTimeout = 10 * time.Second
 
+// MaxRetryDelay caps the delay before a transiently failed message is
+// redelivered; see [RetryDelay].
+const MaxRetryDelay = 5 * time.Minute
+
+// RetryDelay returns how long a message that failed on its delivered-th
+// delivery (1 for the first) waits before the next one: base ×
+// 2^(delivered−1), capped at [MaxRetryDelay]. With the default base (2s)
+// and max_deliver (5) the four retries wait 2+4+8+16 = 30s in all; with
+// max_deliver 10 about 11 minutes (2s … 4m16s, then 5m), which rides out a
+// JetStream leader election, a NATS restart and most directory outages.
+func RetryDelay(base time.Duration, delivered uint64) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base
+	for n := uint64(1); n < delivered && d < MaxRetryDelay; n++ {
+		d *= 2
+	}
+	return min(d, MaxRetryDelay)
+}
+
 // Option configures a Processor; see [WithClock], [WithDrainTimeout].
 type Option func(*Processor) error
 
@@ -92,18 +113,18 @@ type routerRef struct{ r Router }
 
 // New returns a Processor reading cons. Zero values of cfg take the
 // defaults of [bus.DefaultPipeline] (4 workers, retry delay 2s, max
-// deliver 5, ack wait 30s); the consumer's own MaxDeliver and AckWait, when
-// its cached info has them, win over cfg because the server enforces them.
+// deliver 5, ack wait 30s); the consumer's own AckWait, when its cached
+// info has it, wins over cfg because the server enforces it.
+//
+// cfg.MaxDeliver is counted here, not by the server: cons should redeliver
+// without limit (MaxDeliver -1, as [bus.Bus.IngestConsumer] makes it).
+// A message still failing on its cfg.MaxDeliver-th delivery goes to the
+// "max_deliver" dead letters; a negative cfg.MaxDeliver retries for ever.
 // m may be nil. An invalid option makes Run fail with [ErrInvalidOption].
 func New(cons jetstream.Consumer, enr Enricher, rt Router, pub Publisher, cfg config.Pipeline, log *zap.Logger, m *Metrics, opts ...Option) *Processor {
 	cfg = bus.PipelineWithDefaults(cfg)
-	if info := cons.CachedInfo(); info != nil {
-		if info.Config.MaxDeliver != 0 {
-			cfg.MaxDeliver = info.Config.MaxDeliver
-		}
-		if info.Config.AckWait > 0 {
-			cfg.AckWait = info.Config.AckWait
-		}
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		cfg.AckWait = info.Config.AckWait
 	}
 	if m == nil {
 		m = NewMetrics(nil)
@@ -224,9 +245,17 @@ type delivery struct {
 	log    *zap.Logger
 }
 
-// lastAttempt reports whether the server will not deliver d again.
-func (p *Processor) lastAttempt(d *delivery) bool {
+// exhausted reports whether d has had its cfg.MaxDeliver deliveries: a
+// transient failure now sends it to the dead letters.
+func (p *Processor) exhausted(d *delivery) bool {
 	return p.maxDeliver > 0 && d.meta.NumDelivered >= uint64(p.maxDeliver)
+}
+
+// nakLater naks d for a redelivery after [RetryDelay].
+func (p *Processor) nakLater(d *delivery) {
+	if err := d.msg.NakWithDelay(RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)); err != nil {
+		d.log.Warn("nak failed; the message is redelivered after ack_wait", zap.Error(err))
+	}
 }
 
 // errPanic marks an error made from a recovered panic.
@@ -314,32 +343,31 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 		zap.String("route", strings.Join(dec.Rules, "/")), zap.String("source", d.source))
 }
 
-// retry naks d for a later attempt after a transient failure, or sends it
-// to the dead letters on its last allowed delivery. runCtx is the
-// handler's context: when it was cancelled (shutdown) the message is
-// nak'd without counting against it.
+// retry naks d for a later attempt after a transient failure (delay
+// [RetryDelay]), or sends it to the dead letters once it had
+// cfg.MaxDeliver deliveries. runCtx is the handler's context: when it was
+// cancelled (shutdown) the message is nak'd for an immediate redelivery.
 func (p *Processor) retry(runCtx, ctx context.Context, d *delivery, stage, ticketID string, err error) {
 	if runCtx.Err() != nil {
 		d.log.Warn("processing interrupted by shutdown, message will be redelivered", zap.String("stage", stage), zap.Error(err))
 		p.release(d.msg)
 		return
 	}
-	if p.lastAttempt(d) {
+	if p.exhausted(d) {
 		p.deadLetter(ctx, d, ticket.ReasonMaxDeliver, ticketID, fmt.Errorf("after %d deliveries: %w", d.meta.NumDelivered, err))
 		return
 	}
 	p.m.retries.WithLabelValues(stage).Inc()
 	d.log.Warn("transient failure, message will be redelivered", zap.String("stage", stage),
-		zap.Duration("duration", p.cfg.RetryDelay), zap.Error(err))
-	if nerr := d.msg.NakWithDelay(p.cfg.RetryDelay); nerr != nil {
-		d.log.Warn("nak failed; the message is redelivered after ack_wait", zap.Error(nerr))
-	}
+		zap.Duration("duration", RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)), zap.Error(err))
+	p.nakLater(d)
 }
 
 // deadLetter publishes d to <prefix>.dlq.<reason> with the error, the
 // original payload and the source, then acks it. If the dead letter cannot
-// be stored the message is nak'd (or, on its last delivery, left to the
-// server and logged as an error).
+// be stored the message is nak'd with [RetryDelay], whatever its delivery
+// count: it is never left unacknowledged, and the next delivery processes
+// it again from the start.
 func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketID string, cause error) {
 	dl := &ticket.DeadLetter{
 		Schema:     ticket.DeadLetterSchema,
@@ -354,16 +382,10 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 	dl.SetPayload(d.msg.Data())
 	err := p.guard(d, StagePublish, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
 	if err != nil {
-		if p.lastAttempt(d) {
-			d.log.Error("dead letter not stored on the last delivery; the message stays unacknowledged in the ingest stream",
-				zap.String("reason", reason), zap.Error(err))
-			return
-		}
 		p.m.retries.WithLabelValues(StagePublish).Inc()
-		d.log.Warn("dead letter not stored, message will be redelivered", zap.String("reason", reason), zap.Error(err))
-		if nerr := d.msg.NakWithDelay(p.cfg.RetryDelay); nerr != nil {
-			d.log.Warn("nak failed; the message is redelivered after ack_wait", zap.Error(nerr))
-		}
+		d.log.Warn("dead letter not stored, message will be redelivered", zap.String("reason", reason),
+			zap.Duration("duration", RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)), zap.Error(err))
+		p.nakLater(d)
 		return
 	}
 	p.m.dlq.WithLabelValues(reason).Inc()

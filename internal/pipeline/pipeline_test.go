@@ -356,6 +356,103 @@ func TestFailingEnricherEndsInMaxDeliver(t *testing.T) {
 	}
 }
 
+func TestRetryDelayDoublesUpToTheCap(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		base      time.Duration
+		delivered uint64
+		want      time.Duration
+	}{
+		{"the first failure waits the base delay", 2 * time.Second, 1, 2 * time.Second},
+		{"the second failure waits twice the base", 2 * time.Second, 2, 4 * time.Second},
+		{"the fifth failure waits 16 times the base", 2 * time.Second, 5, 32 * time.Second},
+		{"the eighth failure waits 4m16s", 2 * time.Second, 8, 256 * time.Second},
+		{"the ninth failure is capped", 2 * time.Second, 9, MaxRetryDelay},
+		{"a huge delivery count does not overflow", 2 * time.Second, 1 << 40, MaxRetryDelay},
+		{"a base above the cap is capped", time.Hour, 1, MaxRetryDelay},
+		{"delivery 0 (unknown) waits the base delay", time.Second, 0, time.Second},
+		{"no base, no delay", 0, 3, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := RetryDelay(tt.base, tt.delivered); got != tt.want {
+				t.Errorf("RetryDelay(%s, %d) = %s, want %s", tt.base, tt.delivered, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIngestConsumerRedeliversWithoutServerLimit(t *testing.T) {
+	e := newEnv(t, config.Pipeline{MaxDeliver: 3})
+	if got := e.cons.CachedInfo().Config.MaxDeliver; got != -1 {
+		t.Errorf("consumer MaxDeliver = %d, want -1 (the processor counts max_deliver)", got)
+	}
+	// A consumer left by an older deskrelay with the server counting.
+	durable := "older-deskrelay"
+	_, err := e.bus.JetStream().CreateConsumer(t.Context(), e.bus.StreamName(bus.KindIngest), jetstream.ConsumerConfig{
+		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 5, FilterSubject: "deskrelay.ingest.>",
+	})
+	if err != nil {
+		t.Fatalf("create the older consumer: %v", err)
+	}
+	cons, err := e.bus.IngestConsumer(t.Context(), config.Pipeline{Durable: durable})
+	if err != nil {
+		t.Fatalf("IngestConsumer over the older consumer: %v", err)
+	}
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	if info.Config.MaxDeliver != -1 {
+		t.Errorf("updated consumer MaxDeliver = %d, want -1", info.Config.MaxDeliver)
+	}
+}
+
+// flakyDLQ fails the first n dead-letter publishes, as a DLQ stream
+// without a leader would.
+type flakyDLQ struct {
+	Publisher
+	n     int32
+	calls atomic.Int32
+}
+
+func (f *flakyDLQ) PublishDLQ(ctx context.Context, msgID string, d *ticket.DeadLetter) error {
+	if f.calls.Add(1) <= f.n {
+		return fmt.Errorf("publish deskrelay.dlq.%s: %w", d.Reason, nats.ErrNoResponders)
+	}
+	return f.Publisher.PublishDLQ(ctx, msgID, d)
+}
+
+// TestFailedDeadLetterOnLastDeliveryIsRetried checks that a message whose
+// dead letter cannot be stored on its max_deliver-th delivery is nak'd and
+// delivered again until the dead letter is stored, instead of staying
+// unacknowledged once the server stops redelivering.
+func TestFailedDeadLetterOnLastDeliveryIsRetried(t *testing.T) {
+	e := newEnv(t, config.Pipeline{MaxDeliver: 2, RetryDelay: 10 * time.Millisecond})
+	dlqCh := e.subscribe(t, "deskrelay.dlq.>")
+	down := enricherFunc(func(context.Context, ticket.Caller) (ticket.Profile, error) {
+		return ticket.Profile{}, errors.New("directory api: 503")
+	})
+	pub := &flakyDLQ{Publisher: e.bus, n: 2}
+	m := NewMetrics(nil)
+	run(t, e.processor(t, down, toL2Portal, pub, m))
+	if err := e.bus.Ingest(t.Context(), goodTicket("INC14")); err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	msg := receive(t, dlqCh, "dead letter")
+	d := decodeDLQ(t, msg)
+	// Delivery 1 is retried; 2 and 3 fail to store the dead letter; 4 does.
+	if msg.Subject != "deskrelay.dlq.max_deliver" || d.Deliveries != 4 || !strings.Contains(d.Error, "directory api: 503") {
+		t.Errorf("dead letter on %s = deliveries %d, error %q; want deskrelay.dlq.max_deliver, 4, the lookup error", msg.Subject, d.Deliveries, d.Error)
+	}
+	if got := pub.calls.Load(); got != 3 {
+		t.Errorf("PublishDLQ called %d times, want 3", got)
+	}
+	e.waitAcked(t)
+	if got := testutil.ToFloat64(m.dlq.WithLabelValues(ticket.ReasonMaxDeliver)); got != 1 {
+		t.Errorf("deskrelay_dlq_total{reason=max_deliver} = %v, want 1", got)
+	}
+}
+
 // TestCrashBetweenPublishAndAck plays a processor that published the
 // routed message and died before acking: the redelivery must not publish a
 // second routed message.
