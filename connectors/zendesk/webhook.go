@@ -164,11 +164,19 @@ type webhook struct {
 }
 
 func newWebhook(src connectors.Source) (connectors.Webhook, error) {
-	o, c, err := parseOptions(src)
-	var errs config.Errors
-	errs = append(errs, config.AsErrors(err)...)
+	o, c, optErr := parseOptions(src)
 	v, err := newVerifier(src, o.ReplayWindow)
-	errs = append(errs, config.AsErrors(err)...)
+	errs := config.AsErrors(err)
+	switch {
+	case optErr == nil:
+	case !src.Config.Poll.Enabled:
+		errs = append(errs, config.AsErrors(optErr)...)
+	case len(errs) == 0:
+		// connectors.Build builds the poller of this source too, and the
+		// poller reports the same option errors: fail without repeating
+		// them.
+		return nil, config.Errors(nil)
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
