@@ -118,13 +118,23 @@ func (f *fakeSN) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, nil, map[string]any{"result": project(u, r.URL.Query())})
 		return
 	}
+	if rest == "sys_user" { // a list read, as connectors check makes
+		f.mu.Lock()
+		var out []any
+		for _, u := range f.users {
+			out = append(out, project(u, r.URL.Query()))
+			break
+		}
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, nil, map[string]any{"result": append([]any{}, out...)})
+		return
+	}
 	if rest != "incident" {
 		serveFixture(f.t, w, "error_400_invalid_table")
 		return
 	}
 	k := f.table.Add(1)
 	if f.rateEvery > 0 && k%f.rateEvery == 0 {
-		f.limited.Add(1)
 		ra := "0"
 		if f.retryAfter != nil {
 			ra = f.retryAfter(k)
@@ -133,18 +143,24 @@ func (f *fakeSN) serve(w http.ResponseWriter, r *http.Request) {
 		if f.reset != nil {
 			reset = f.reset()
 		}
-		h := http.Header{}
-		h.Set("Retry-After", ra)
-		h.Set("X-RateLimit-Limit", "500")
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
-		h.Set("X-RateLimit-Rule", "df1280feb38490fe0214f8f66b1d92cd")
-		writeJSON(w, http.StatusTooManyRequests, h, map[string]any{
-			"error":  map[string]any{"message": "Rate limit exceeded", "detail": "Rate limit of 500 requests per hour for Table API exceeded"},
-			"status": "failure",
-		})
+		f.tooMany(w, ra, reset)
 		return
 	}
 	f.list(w, r)
+}
+
+// tooMany answers as a matching rate-limit rule does over its limit.
+func (f *fakeSN) tooMany(w http.ResponseWriter, retryAfter string, reset time.Time) {
+	f.limited.Add(1)
+	h := http.Header{}
+	h.Set("Retry-After", retryAfter)
+	h.Set("X-RateLimit-Limit", "500")
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	h.Set("X-RateLimit-Rule", "df1280feb38490fe0214f8f66b1d92cd")
+	writeJSON(w, http.StatusTooManyRequests, h, map[string]any{
+		"error":  map[string]any{"message": "Rate limit exceeded", "detail": "Rate limit of 500 requests per hour for Table API exceeded"},
+		"status": "failure",
+	})
 }
 
 func (f *fakeSN) list(w http.ResponseWriter, r *http.Request) {
@@ -301,7 +317,7 @@ func project(rec map[string]any, q url.Values) map[string]any {
 		if !keep(k) {
 			continue
 		}
-		if ref, ok := v.(map[string]any); ok && q.Get("sysparm_exclude_reference_link") == "true" {
+		if ref, ok := v.(map[string]any); ok && ref["link"] != nil && q.Get("sysparm_exclude_reference_link") == "true" {
 			v = ref["value"]
 		}
 		out[k] = v

@@ -1,0 +1,708 @@
+package servicenow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+var start = time.Date(2024, 5, 13, 10, 0, 0, 0, time.UTC)
+
+// drain polls p until a page says no more, returning every page.
+func drain(t *testing.T, p connectors.Poller, cur []byte) ([]connectors.Page, []byte) {
+	t.Helper()
+	var pages []connectors.Page
+	for range 1000 {
+		pg, err := p.Poll(t.Context(), cur)
+		if err != nil {
+			t.Fatalf("Poll after %d pages: %v", len(pages), err)
+		}
+		pages = append(pages, pg)
+		cur = pg.Cursor
+		if !pg.More {
+			return pages, cur
+		}
+	}
+	t.Fatal("Poll said More 1000 times")
+	return nil, nil
+}
+
+func ids(pages []connectors.Page) map[string]int {
+	out := map[string]int{}
+	for _, pg := range pages {
+		for _, tk := range pg.Tickets {
+			out[tk.ID+"@"+tk.UpdatedAt.Format(TimeLayout)]++
+		}
+	}
+	return out
+}
+
+func TestPollFixturePages(t *testing.T) {
+	f := newFake(t)
+	f.add(fixtureRecords(t, "incident_list_page1.json")...)
+	f.add(fixtureRecords(t, "incident_list_page2.json")...)
+	now := time.Date(2024, 5, 13, 10, 30, 0, 0, time.UTC)
+	p, err := buildPoller(source(t, f.srv.URL, nil), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur []byte
+	for i, want := range []struct {
+		ids    []string
+		more   bool
+		cursor string
+	}{
+		{[]string{"e47141c8f5c126925511abe48f1a8943", "d22622188d30981b516b05c673fb797a"}, true, `{"v":1,"sys_updated_on":"2024-05-13 10:07:55","sys_id":"d22622188d30981b516b05c673fb797a"}`},
+		{[]string{"59a60bfcb9e24a4ba04482e650fb4efd"}, false, `{"v":1,"sys_updated_on":"2024-05-13 10:15:42","sys_id":"59a60bfcb9e24a4ba04482e650fb4efd"}`},
+		{nil, false, `{"v":1,"sys_updated_on":"2024-05-13 10:15:42","sys_id":"59a60bfcb9e24a4ba04482e650fb4efd"}`},
+	} {
+		pg, err := p.Poll(t.Context(), cur)
+		if err != nil {
+			t.Fatalf("page %d: %v", i, err)
+		}
+		var got []string
+		for _, tk := range pg.Tickets {
+			got = append(got, tk.ID)
+			if tk.Source != "snow" || tk.Raw == nil || tk.UpdatedAt.IsZero() {
+				t.Errorf("page %d: ticket %s lacks source, raw or updated_at", i, tk.ID)
+			}
+		}
+		if !slices.Equal(got, want.ids) || pg.More != want.more || string(pg.Cursor) != want.cursor {
+			t.Errorf("page %d = %v more=%v cursor %s\nwant %v more=%v cursor %s", i, got, pg.More, pg.Cursor, want.ids, want.more, want.cursor)
+		}
+		cur = pg.Cursor
+	}
+	wantQ := []string{
+		"sys_updated_on>=2024-05-13 10:00:00^sys_updated_on<2024-05-13 10:29:55^ORDERBYsys_updated_on^ORDERBYsys_id",
+		"sys_updated_on>=2024-05-13 10:07:55^sys_updated_on>2024-05-13 10:07:55^ORsys_id>d22622188d30981b516b05c673fb797a^sys_updated_on<2024-05-13 10:29:55^ORDERBYsys_updated_on^ORDERBYsys_id",
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.queries[:2], wantQ) {
+		t.Errorf("queries =\n%s\nwant\n%s", strings.Join(f.queries[:2], "\n"), strings.Join(wantQ, "\n"))
+	}
+}
+
+// TestPollRequest checks the parameters of a poll request.
+func TestPollRequest(t *testing.T) {
+	f := newFake(t)
+	var got atomic.Pointer[http.Request]
+	f.intercept = func(w http.ResponseWriter, r *http.Request, _ int64) bool { got.Store(r); return false }
+	for _, tt := range []struct {
+		name   string
+		opts   map[string]any
+		fields []string
+		want   map[string]string
+	}{
+		{"defaults read the mapped fields", nil, nil, map[string]string{
+			"sysparm_fields":                 "assignment_group,assignment_group.name,caller_id,caller_id.email,caller_id.name,category,cmdb_ci,cmdb_ci.name,contact_type,description,impact,number,opened_at,priority,short_description,state,subcategory,sys_id,sys_updated_on,urgency",
+			"sysparm_limit":                  "2",
+			"sysparm_offset":                 "0",
+			"sysparm_exclude_reference_link": "true",
+			"sysparm_display_value":          "",
+		}},
+		{"poll.fields keep sys_id and sys_updated_on", map[string]any{"display_value": "all"}, []string{"number", "short_description"}, map[string]string{
+			"sysparm_fields":        "number,short_description,sys_id,sys_updated_on",
+			"sysparm_display_value": "all",
+		}},
+		{"the query option is ANDed first", map[string]any{"query": "active=true^ORpriority=1"}, nil, map[string]string{
+			"sysparm_query": "active=true^ORpriority=1^sys_updated_on>=2024-05-13 10:00:00^sys_updated_on<",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustPoller(t, source(t, f.srv.URL, tt.opts, func(c *config.Connector) { c.Poll.Fields = tt.fields }))
+			if _, err := p.Poll(t.Context(), nil); err != nil {
+				t.Fatal(err)
+			}
+			r := got.Load()
+			for k, v := range tt.want {
+				if g := r.URL.Query().Get(k); g != v && !(k == "sysparm_query" && strings.HasPrefix(g, v)) {
+					t.Errorf("%s = %q, want %q", k, g, v)
+				}
+			}
+			if r.URL.Path != "/api/now/table/incident" || r.Header.Get("Accept") != "application/json" {
+				t.Errorf("request %s Accept %q", r.URL.Path, r.Header.Get("Accept"))
+			}
+		})
+	}
+}
+
+// TestPollSameSecondAcrossPages: 250 records share one sys_updated_on
+// second across page boundaries; one sweep reads each exactly once.
+func TestPollSameSecondAcrossPages(t *testing.T) {
+	f := newFake(t)
+	f.add(genRecords(5, 5, start, 1)...)
+	f.add(genRecords(250, 250, start.Add(time.Minute), 2)...)
+	f.add(genRecords(5, 5, start.Add(2*time.Minute), 3)...)
+	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 }))
+	pages, cur := drain(t, p, nil)
+	var sizes []int
+	for _, pg := range pages {
+		sizes = append(sizes, len(pg.Tickets))
+	}
+	if want := []int{100, 100, 60}; !slices.Equal(sizes, want) {
+		t.Errorf("page sizes = %v, want %v", sizes, want)
+	}
+	seen := ids(pages)
+	if len(seen) != 260 {
+		t.Errorf("read %d distinct records, want 260", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("record %s read %d times in one sweep", id, n)
+		}
+	}
+	// Polling on from the last cursor reads nothing again.
+	again, _ := drain(t, p, cur)
+	if n := len(ids(again)); n != 0 {
+		t.Errorf("a later poll read %d records again", n)
+	}
+}
+
+// TestPollRowsUpdatedWhilePaging: records updated between pages move to a
+// later time and are read there; none is skipped (offset paging would
+// skip the row that moves up into a page already read).
+func TestPollRowsUpdatedWhilePaging(t *testing.T) {
+	f := newFake(t)
+	recs := genRecords(30, 2, start, 4) // two per second
+	f.add(recs...)
+	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
+	pg, err := p.Poll(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One record of the first page and one of the second are updated now.
+	moved := []string{recs[3]["sys_id"].(string), recs[12]["sys_id"].(string)}
+	later := start.Add(time.Hour).Format(TimeLayout)
+	for _, id := range moved {
+		f.update(id, map[string]any{"sys_updated_on": later})
+	}
+	pages, _ := drain(t, p, pg.Cursor)
+	seen := ids(append([]connectors.Page{pg}, pages...))
+	for _, r := range recs {
+		id := r["sys_id"].(string)
+		at := r["sys_updated_on"].(string)
+		if slices.Contains(moved, id) {
+			at = later
+		}
+		if seen[id+"@"+at] != 1 {
+			t.Errorf("record %s@%s read %d times, want once", id, at, seen[id+"@"+at])
+		}
+	}
+}
+
+// TestPollSettle: records updated within the settle time are left for a
+// later poll, so the cursor never enters a second that may still grow.
+func TestPollSettle(t *testing.T) {
+	f := newFake(t)
+	now := start.Add(10 * time.Minute)
+	f.add(genRecords(3, 1, now.Add(-3*time.Second), 5)...) // 3s, 2s and 1s ago
+	p, err := buildPoller(source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := p.Poll(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Tickets) != 0 {
+		t.Errorf("read %d records updated within the 5s settle time", len(pg.Tickets))
+	}
+	now = now.Add(4 * time.Second) // the first two settle
+	pg, err = p.Poll(t.Context(), pg.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Tickets) != 2 {
+		t.Errorf("read %d records after they settled, want 2", len(pg.Tickets))
+	}
+}
+
+// TestPollACLHiddenPage: the limit is applied before ACLs, so a page can
+// come back empty while more rows exist; the poller steps over it.
+func TestPollACLHiddenPage(t *testing.T) {
+	f := newFake(t)
+	recs := genRecords(6, 1, start, 6)
+	f.add(recs...)
+	f.hidden[recs[0]["sys_id"].(string)] = true
+	f.hidden[recs[1]["sys_id"].(string)] = true
+	p := mustPoller(t, source(t, f.srv.URL, nil))
+	pages, _ := drain(t, p, nil)
+	if len(pages[0].Tickets) != 0 || !pages[0].More {
+		t.Errorf("first page = %d tickets more=%v, want an empty page with more", len(pages[0].Tickets), pages[0].More)
+	}
+	if got := ids(pages); len(got) != 4 {
+		t.Errorf("read %d records, want the 4 visible ones: %v", len(got), got)
+	}
+}
+
+func TestPollRejects(t *testing.T) {
+	f := newFake(t)
+	recs := genRecords(3, 1, start, 7)
+	recs[1]["impact"] = map[string]any{"display_value": "High"} // no value
+	recs[2]["short_description"], recs[2]["number"] = "", ""
+	f.add(recs...)
+	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
+	pg, err := p.Poll(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg.Tickets) != 1 || len(pg.Rejects) != 2 {
+		t.Fatalf("page = %d tickets, %d rejects; want 1 and 2", len(pg.Tickets), len(pg.Rejects))
+	}
+	for i, r := range pg.Rejects {
+		var ie *connectors.InputError
+		if r.ID != recs[i+1]["sys_id"] || !errors.As(r.Err, &ie) || !json.Valid(r.Payload) {
+			t.Errorf("reject %d = %s %v %q", i, r.ID, r.Err, r.Payload)
+		}
+	}
+	var c cursor
+	_ = json.Unmarshal(pg.Cursor, &c)
+	if c.SysID != recs[2]["sys_id"] {
+		t.Errorf("cursor %s does not move past the rejected records", pg.Cursor)
+	}
+}
+
+func TestPollErrors(t *testing.T) {
+	resetIn := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
+	for _, tt := range []struct {
+		name       string
+		setup      func(f *fakeSN, c *config.Connector)
+		cursor     string
+		wantStatus int // 0: success
+		wantWait   time.Duration
+		wantErr    string
+		wantCalls  int64
+	}{
+		{"wrong credentials are a 401, not retried", func(f *fakeSN, c *config.Connector) { c.API.Auth.Password = config.NewSecret("nope") }, "", http.StatusUnauthorized, 0, "", 1},
+		{"a 429 waits for the rate-limit reset beyond Retry-After", func(f *fakeSN, c *config.Connector) {
+			f.rateEvery, f.retryAfter, f.reset = 1, func(int64) string { return "120" }, resetIn(10*time.Minute)
+		}, "", http.StatusTooManyRequests, 10 * time.Minute, "", 1},
+		{"a 429 waits for Retry-After when the reset is sooner", func(f *fakeSN, c *config.Connector) {
+			f.rateEvery, f.retryAfter, f.reset = 1, func(int64) string { return "1800" }, resetIn(time.Minute)
+		}, "", http.StatusTooManyRequests, 30 * time.Minute, "", 1},
+		{"a 429 with Retry-After 0 is retried inside the call", func(f *fakeSN, c *config.Connector) {
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				if n == 1 {
+					f.tooMany(w, "0", time.Now())
+					return true
+				}
+				return false
+			}
+		}, "", 0, 0, "", 2},
+		{"a 500 is retried with backoff", func(f *fakeSN, c *config.Connector) {
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				if n <= 2 {
+					w.WriteHeader(http.StatusInternalServerError)
+					return true
+				}
+				return false
+			}
+		}, "", 0, 0, "", 3},
+		{"a slow answer times out and is retried", func(f *fakeSN, c *config.Connector) {
+			c.API.Timeout = 100 * time.Millisecond
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				if n == 1 {
+					<-r.Context().Done() // answers only when the client gave up
+					return true
+				}
+				return false
+			}
+		}, "", 0, 0, "", 2},
+		{"lasting 500s end the call for the runner to back off", func(f *fakeSN, c *config.Connector) {
+			c.API.MaxRetries = 2
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				w.WriteHeader(http.StatusBadGateway)
+				return true
+			}
+		}, "", http.StatusBadGateway, 0, "", 3},
+		{"an unknown table is a 400", func(f *fakeSN, c *config.Connector) { c.Options = map[string]any{"table": "incidnt"} }, "", http.StatusBadRequest, 0, "", 1},
+		{"an unreadable cursor says how to recover", nil, `{"v":1,"sys_updated_on":"yesterday"}`, 0, 0, `delete source "snow" from the cursors bucket`, 0},
+		{"a cursor sys_id that could change the query is refused", nil, `{"v":1,"sys_updated_on":"2024-05-13 10:00:00","sys_id":"x^ORactive=true"}`, 0, 0, `is not a sys_id`, 0},
+		{"an instance that ignores the tie-break is caught", func(f *fakeSN, c *config.Connector) {
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				writeJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001", "sys_updated_on": "2024-05-13 10:00:00", "short_description": "x"}}})
+				return true
+			}
+		}, `{"v":1,"sys_updated_on":"2024-05-13 10:00:00","sys_id":"00000000000000000000000000000001"}`, 0, 0, "the instance ignored part of the query", 1},
+		{"a row without sys_updated_on is an error, not a skip", func(f *fakeSN, c *config.Connector) {
+			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				writeJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001"}}})
+				return true
+			}
+		}, "", 0, 0, "needs read access to both", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			f.add(fixtureRecords(t, "incident_list_page1.json")...)
+			src := source(t, f.srv.URL, nil)
+			if tt.setup != nil {
+				tt.setup(f, &src.Config)
+			}
+			p := mustPoller(t, src)
+			var cur []byte
+			if tt.cursor != "" {
+				cur = []byte(tt.cursor)
+			}
+			pg, err := p.Poll(t.Context(), cur)
+			var ve *connectors.VendorError
+			switch {
+			case tt.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Poll = %v, want error containing %q", err, tt.wantErr)
+				}
+			case tt.wantStatus == 0:
+				if err != nil || len(pg.Tickets) != 2 {
+					t.Errorf("Poll = %d tickets, %v; want 2 tickets", len(pg.Tickets), err)
+				}
+			case !errors.As(err, &ve) || ve.Status != tt.wantStatus:
+				t.Errorf("Poll error = %v, want a VendorError %d", err, tt.wantStatus)
+			case tt.wantWait > 0 && (ve.RetryAfter < tt.wantWait-5*time.Second || ve.RetryAfter > tt.wantWait):
+				t.Errorf("RetryAfter = %s, want about %s", ve.RetryAfter, tt.wantWait)
+			}
+			if n := f.all.Load(); n != tt.wantCalls {
+				t.Errorf("requests = %d, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestPollCallerLookup(t *testing.T) {
+	f := newFake(t)
+	recs := genRecords(6, 1, start, 8)
+	for i, r := range recs { // two callers
+		id := fmt.Sprintf("%032x", i%2+1)
+		r["caller_id"] = map[string]any{"link": "x", "value": id}
+		f.users[id] = map[string]any{"sys_id": id, "email": fmt.Sprintf("c%d@example.com", i%2+1), "name": "C"}
+	}
+	f.add(recs...)
+	p := mustPoller(t, source(t, f.srv.URL, map[string]any{"lookup_caller_email": true}, func(c *config.Connector) { c.Poll.PageSize = 3 }))
+	pages, _ := drain(t, p, nil)
+	for _, pg := range pages {
+		for _, tk := range pg.Tickets {
+			if want := fmt.Sprintf("c%d@example.com", map[string]int{fmt.Sprintf("%032x", 1): 1, fmt.Sprintf("%032x", 2): 2}[tk.Caller.ID]); tk.Caller.Email != want {
+				t.Errorf("ticket %s caller = %+v, want %s", tk.ID, tk.Caller, want)
+			}
+		}
+	}
+	if n := f.userReads.Load(); n != 2 {
+		t.Errorf("sys_user read %d times for 6 tickets of 2 callers, want 2", n)
+	}
+	// A transient lookup failure fails the page, to be fetched again.
+	late := genRecords(1, 1, start.Add(time.Hour), 9)
+	late[0]["caller_id"] = fmt.Sprintf("%032x", 3) // not cached
+	f.add(late...)
+	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+		if strings.Contains(r.URL.Path, "sys_user") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	_, err := p.Poll(t.Context(), pages[len(pages)-1].Cursor)
+	if !connectors.IsVendorStatus(err, http.StatusServiceUnavailable) {
+		t.Errorf("Poll with a failing lookup = %v, want the 503", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	f := newFake(t)
+	f.add(fixtureRecords(t, "incident_list_page1.json")...)
+	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+		w.Header().Set("X-RateLimit-Limit", "500")
+		w.Header().Set("Date", time.Now().UTC().Format(http.TimeFormat))
+		return false
+	}
+	for _, tt := range []struct {
+		name string
+		mod  func(*config.Connector)
+		want []string
+	}{
+		{"good credentials", nil, []string{"ok   snow auth:", "ok   snow permission:", "ok   snow rate limit: limit 500", "ok   snow clock skew:"}},
+		{"bad credentials", func(c *config.Connector) { c.API.Auth.Password = config.NewSecret("nope") }, []string{"FAIL snow auth:"}},
+		{"with caller lookup", func(c *config.Connector) { c.Options = map[string]any{"lookup_caller_email": true} }, []string{"ok   snow caller lookup:"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := source(t, f.srv.URL, nil)
+			if tt.mod != nil {
+				tt.mod(&src.Config)
+			}
+			spec, _ := connectors.Lookup("servicenow")
+			fs, err := spec.Check(t.Context(), src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := connectors.FormatFindings("snow", fs)
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("findings:\n%s\nwant a line starting %q", out, w)
+				}
+			}
+		})
+	}
+}
+
+// crashSink stores through next until its budget is spent, then "dies":
+// it cancels the runner and refuses the ticket.
+type crashSink struct {
+	next   connectors.Sink
+	budget atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (s *crashSink) Ingest(ctx context.Context, t ticket.Ticket) error {
+	if s.budget.Add(-1) < 0 {
+		s.cancel()
+		return errors.New("process died")
+	}
+	return s.next.Ingest(ctx, t)
+}
+
+// countingPoller counts the polls of one runner.
+type countingPoller struct {
+	connectors.Poller
+	n atomic.Int64
+}
+
+func (c *countingPoller) Poll(ctx context.Context, cur []byte) (connectors.Page, error) {
+	c.n.Add(1)
+	return c.Poller.Poll(ctx, cur)
+}
+
+// run starts r and returns a stop function that cancels it and returns
+// Run's result.
+func run(t *testing.T, r *connectors.PollRunner) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("runner did not stop within 10s")
+			return nil
+		}
+	}
+}
+
+func checkStoredOnce(t *testing.T, e natsEnv, want int) {
+	t.Helper()
+	if n := e.ingestCount(t); n != uint64(want) {
+		t.Errorf("ingest stream holds %d messages, want %d", n, want)
+	}
+	stored := e.storedTickets(t)
+	if len(stored) != want {
+		t.Errorf("ingest stream holds %d distinct ticket versions, want %d", len(stored), want)
+	}
+	for id, n := range stored {
+		if n != 1 {
+			t.Errorf("ticket %s stored %d times", id, n)
+		}
+	}
+}
+
+// TestRunnerSameSecond250: 250 records share one second across page
+// boundaries: stored exactly once, and polling on stores nothing more.
+func TestRunnerSameSecond250(t *testing.T) {
+	e := newNATS(t)
+	f := newFake(t)
+	f.add(genRecords(250, 250, start, 10)...)
+	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 }))
+	stop := run(t, e.runner(t, "snow", "a", p, e.b, &sleeps{}))
+	waitFor(t, 20*time.Second, "250 tickets stored", func() (bool, string) {
+		n := e.ingestCount(t)
+		return n >= 250, fmt.Sprintf("%d stored", n)
+	})
+	polled := f.table.Load()
+	waitFor(t, 10*time.Second, "five more polls", func() (bool, string) {
+		return f.table.Load() >= polled+5, fmt.Sprintf("%d polls", f.table.Load())
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkStoredOnce(t, e, 250)
+}
+
+// TestRunnerCrashHalfPage: the process dies after storing half a page; a
+// new runner resumes from the last stored cursor: nothing lost, nothing
+// doubled.
+func TestRunnerCrashHalfPage(t *testing.T) {
+	e := newNATS(t)
+	f := newFake(t)
+	f.add(genRecords(250, 60, start, 11)...)
+	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sink := &crashSink{next: e.b, cancel: cancel}
+	sink.budget.Store(150) // page 1 and half of page 2
+	r := e.runner(t, "snow", "a", mustPoller(t, src), sink, &sleeps{})
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run of the dying runner = %v", err)
+	}
+	if n := e.ingestCount(t); n != 150 {
+		t.Fatalf("before the restart %d tickets are stored, want 150", n)
+	}
+	cur, _ := e.cursors.Load(t.Context(), "snow")
+	var c cursor
+	if err := json.Unmarshal(cur, &c); err != nil || c.SysID == "" {
+		t.Fatalf("stored cursor %s, want the end of page 1", cur)
+	}
+	// A new process: a new poller and runner on the same stores.
+	stop := run(t, e.runner(t, "snow", "b", mustPoller(t, src), e.b, &sleeps{}))
+	waitFor(t, 20*time.Second, "250 tickets stored", func() (bool, string) {
+		n := e.ingestCount(t)
+		return n >= 250, fmt.Sprintf("%d stored", n)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkStoredOnce(t, e, 250)
+}
+
+// TestRunnerTwoReplicas: two runners for one source: only the lease
+// holder polls; when it stops, the other takes over.
+func TestRunnerTwoReplicas(t *testing.T) {
+	e := newNATS(t)
+	f := newFake(t)
+	f.add(genRecords(300, 7, start, 12)...)
+	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 50 })
+	a := &countingPoller{Poller: mustPoller(t, src)}
+	b := &countingPoller{Poller: mustPoller(t, src)}
+	stopA := run(t, e.runner(t, "snow", "a", a, e.b, &sleeps{}))
+	waitFor(t, 10*time.Second, "a holds the lease", func() (bool, string) {
+		h, _ := e.leases.Holder(t.Context(), "snow")
+		return h == "a", "holder " + h
+	})
+	stopB := run(t, e.runner(t, "snow", "b", b, e.b, &sleeps{}))
+	waitFor(t, 20*time.Second, "300 tickets stored", func() (bool, string) {
+		n := e.ingestCount(t)
+		return n >= 300, fmt.Sprintf("%d stored", n)
+	})
+	polls := a.n.Load()
+	waitFor(t, 10*time.Second, "a polls on", func() (bool, string) {
+		return a.n.Load() >= polls+3, fmt.Sprintf("%d polls", a.n.Load())
+	})
+	if n := b.n.Load(); n != 0 {
+		t.Errorf("the replica without the lease polled %d times", n)
+	}
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	f.add(genRecords(40, 7, start.Add(time.Hour), 13)...)
+	waitFor(t, 20*time.Second, "b takes over and stores 40 more", func() (bool, string) {
+		n := e.ingestCount(t)
+		return n >= 340, fmt.Sprintf("%d stored, b polled %d times", n, b.n.Load())
+	})
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	checkStoredOnce(t, e, 340)
+}
+
+// TestRunnerStopsOn401: refused credentials stop the poller at once, with
+// one request and ErrPollerStopped.
+func TestRunnerStopsOn401(t *testing.T) {
+	e := newNATS(t)
+	f := newFake(t)
+	f.add(fixtureRecords(t, "incident_list_page1.json")...)
+	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.API.Auth.Password = config.NewSecret("expired") })
+	sl := &sleeps{}
+	r := e.runner(t, "snow", "a", mustPoller(t, src), e.b, sl)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := r.Run(ctx)
+	if !errors.Is(err, connectors.ErrPollerStopped) || !connectors.IsVendorStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("Run = %v, want ErrPollerStopped with the 401", err)
+	}
+	if n := f.all.Load(); n != 1 {
+		t.Errorf("requests = %d, want 1: no retry, no loop", n)
+	}
+	if h, _ := e.leases.Holder(t.Context(), "snow"); h != "" {
+		t.Errorf("the stopped poller still holds the lease (%q)", h)
+	}
+}
+
+// TestRunner429Honoured: a 429 whose rate-limit window resets in 10
+// minutes makes the runner wait that long, with no request in between.
+func TestRunner429Honoured(t *testing.T) {
+	e := newNATS(t)
+	f := newFake(t)
+	f.add(fixtureRecords(t, "incident_list_page1.json")...)
+	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+		if n == 1 { // only the first request is limited
+			f.tooMany(w, "120", time.Now().Add(10*time.Minute))
+			return true
+		}
+		return false
+	}
+	sl := &sleeps{}
+	stop := run(t, e.runner(t, "snow", "a", mustPoller(t, source(t, f.srv.URL, nil)), e.b, sl))
+	waitFor(t, 10*time.Second, "2 tickets stored", func() (bool, string) {
+		n := e.ingestCount(t)
+		return n >= 2, fmt.Sprintf("%d stored", n)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := sl.all()
+	if len(got) == 0 || got[0] < 9*time.Minute || got[0] > 10*time.Minute {
+		t.Errorf("first wait = %v, want about 10m (X-RateLimit-Reset, beyond Retry-After 120)", got)
+	}
+	if f.limited.Load() != 1 {
+		t.Errorf("429 answers = %d, want 1 (not retried inside the call: Retry-After exceeds retry_wait_max)", f.limited.Load())
+	}
+	checkStoredOnce(t, e, 2)
+}
+
+// TestRunnerBacklogBehindRateLimit drains 10,000 incidents from a fake
+// that rate-limits every 7th request (Retry-After 0 or 1): every record
+// is stored exactly once.
+func TestRunnerBacklogBehindRateLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 tickets through NATS")
+	}
+	e := newNATS(t)
+	f := newFake(t)
+	const n = 10000
+	f.add(genRecords(n, 13, start, 14)...)
+	f.rateEvery = 7
+	f.retryAfter = func(k int64) string { return []string{"0", "1"}[(k/7)%2] }
+	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 500 })
+	sl := &sleeps{}
+	stop := run(t, e.runner(t, "snow", "a", mustPoller(t, src), e.b, sl))
+	waitFor(t, 50*time.Second, "10,000 tickets stored", func() (bool, string) {
+		c := e.ingestCount(t)
+		return c >= n, fmt.Sprintf("%d stored after %d requests", c, f.table.Load())
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkStoredOnce(t, e, n)
+	if f.limited.Load() == 0 {
+		t.Error("the fake never rate-limited")
+	}
+	long := 0
+	for _, d := range sl.all() {
+		if d >= time.Second {
+			long++
+		}
+	}
+	if long == 0 {
+		t.Error("no Retry-After: 1 reached the runner as a wait of at least 1s")
+	}
+	t.Logf("%d tickets in %d table requests (%d answered 429)", n, f.table.Load(), f.limited.Load())
+}
