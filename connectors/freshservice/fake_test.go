@@ -80,11 +80,12 @@ type fakeAPI struct {
 	onRequest func(n int, f *fakeAPI)
 	requests  int
 	queries   []url.Values
-	status    map[int]int // answers by status code
+	served    map[string]bool // "id@updated_at" of every version in an answer
+	status    map[int]int     // answers by status code
 }
 
 func newFakeAPI(t testing.TB, c *clock) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{t: t, clock: c, status: map[int]int{}}
+	f := &fakeAPI{t: t, clock: c, status: map[int]int{}, served: map[string]bool{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -209,6 +210,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.Subject == "" {
 			delete(m, "subject")
 		}
+		f.served[version(rec)] = true
 		if q.Get("include") == "requester" {
 			m["requester"] = map[string]any{"id": m["requester_id"], "email": fmt.Sprintf("user%d@example.com", rec.ID%50), "name": "Generated User"}
 		}
@@ -224,6 +226,11 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_ = json.NewEncoder(w).Encode(map[string]any{"tickets": out})
+}
+
+// version names one version of a record as the tests count them.
+func version(r fakeRecord) string {
+	return strconv.FormatInt(r.ID, 10) + "@" + r.Updated.UTC().Format(time.RFC3339)
 }
 
 type statusRecorder struct {
