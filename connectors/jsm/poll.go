@@ -167,9 +167,10 @@ func (p *poller) Poll(ctx context.Context, raw []byte) (connectors.Page, error) 
 		token = cur.Token
 	}
 	page, err := p.search(ctx, jql, token)
+	refused := false
 	if token != "" && connectors.IsVendorStatus(err, http.StatusBadRequest) {
 		p.log.Warn("jira refused the page token; restarting the search at the cursor's minute", zap.Time("since", cur.Since), zap.Error(err))
-		token = ""
+		refused = true
 		page, err = p.search(ctx, jql, "")
 	}
 	if err != nil {
@@ -230,7 +231,9 @@ func (p *poller) Poll(ctx context.Context, raw []byte) (connectors.Page, error) 
 	case !isLast:
 		// The whole page lies in Since's minute: page on with the token.
 		next.Since, next.Query, next.Token, next.TokenAt = cur.Since, qh, page.NextPageToken, now
-		out.More = true
+		// After a refused token, wait for the next interval rather than
+		// loop on tokens Jira keeps refusing.
+		out.More = !refused
 	default:
 		next.Since = cur.Since
 		if !hwm.IsZero() {
