@@ -367,8 +367,9 @@ func (w *webhook) trigger(raw json.RawMessage) (ticket.Ticket, error) {
 	}
 	// {{ticket.created_at_with_timestamp}} renders ISO 8601 to the minute.
 	// There is no updated_at: a trigger body has no exact version time, so
-	// the ticket is de-duplicated by a hash of the body (a retried
-	// delivery is stored once, a different update is not merged).
+	// the ticket is de-duplicated by a hash of its normalised fields (a
+	// retried delivery is stored once, a change to those fields is not
+	// merged with an earlier one).
 	var err error
 	if t.OpenedAt, err = parseTime(b.CreatedAt); err != nil {
 		return ticket.Ticket{}, connectors.Inputf("ticket.created_at", "%v", err)
@@ -410,6 +411,9 @@ func parseTime(s string) (time.Time, error) {
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04Z07:00"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if y := t.UTC().Year(); y < 1970 || y > 9999 {
+				return time.Time{}, fmt.Errorf("%q is not a plausible time (year 1970 to 9999)", s)
+			}
 			return t.UTC(), nil
 		}
 	}
