@@ -199,7 +199,8 @@ func (p *poller) Poll(ctx context.Context, cur []byte) (connectors.Page, error) 
 		return connectors.Page{}, fmt.Errorf("zendesk: encode cursor: %w", err)
 	}
 	if len(page.Tickets) == 0 && out.More {
-		// Zendesk said more is coming yet sent nothing: do not spin.
+		// Zendesk said more is coming yet sent nothing: wait an interval
+		// rather than ask again at once.
 		out.More = false
 	}
 	p.log.Debug("zendesk export page", zap.Int("tickets", len(out.Tickets)), zap.Int("rejects", len(out.Rejects)), zap.Bool("end_of_stream", page.EndOfStream))

@@ -180,8 +180,8 @@ func newWebhook(src connectors.Source) (connectors.Webhook, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	if v.kind == "none" && src.Log != nil {
-		src.Log.Warn("zendesk webhooks are accepted without any signature check (auth.type: none)")
+	if v.kind == "none" {
+		logger(src).Warn("zendesk webhooks are accepted without any signature check (auth.type: none)")
 	}
 	return &webhook{verifier: v, codes: c}, nil
 }
