@@ -1,7 +1,6 @@
 package servicenow
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
-	"github.com/deskrelay/deskrelay/ticket"
+	"github.com/deskrelay/deskrelay/connectors/servicenow/servicenowtest"
 )
 
 var start = time.Date(2024, 5, 13, 10, 0, 0, 0, time.UTC)
@@ -50,10 +49,10 @@ func ids(pages []connectors.Page) map[string]int {
 
 func TestPollFixturePages(t *testing.T) {
 	f := newFake(t)
-	f.add(fixtureRecords(t, "incident_list_page1.json")...)
-	f.add(fixtureRecords(t, "incident_list_page2.json")...)
+	f.Add(fixtureRecords(t, "incident_list_page1.json")...)
+	f.Add(fixtureRecords(t, "incident_list_page2.json")...)
 	now := time.Date(2024, 5, 13, 10, 30, 0, 0, time.UTC)
-	p, err := buildPoller(source(t, f.srv.URL, nil), func() time.Time { return now })
+	p, err := buildPoller(source(t, f.URL(), nil), func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,10 +86,8 @@ func TestPollFixturePages(t *testing.T) {
 		"sys_updated_on>=2024-05-13 10:00:00^sys_updated_on<2024-05-13 10:29:55^ORDERBYsys_updated_on^ORDERBYsys_id",
 		"sys_updated_on>=2024-05-13 10:07:55^sys_updated_on>2024-05-13 10:07:55^ORsys_id>d22622188d30981b516b05c673fb797a^sys_updated_on<2024-05-13 10:29:55^ORDERBYsys_updated_on^ORDERBYsys_id",
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !slices.Equal(f.queries[:2], wantQ) {
-		t.Errorf("queries =\n%s\nwant\n%s", strings.Join(f.queries[:2], "\n"), strings.Join(wantQ, "\n"))
+	if q := f.Queries(); !slices.Equal(q[:2], wantQ) {
+		t.Errorf("queries =\n%s\nwant\n%s", strings.Join(q[:2], "\n"), strings.Join(wantQ, "\n"))
 	}
 }
 
@@ -98,7 +95,7 @@ func TestPollFixturePages(t *testing.T) {
 func TestPollRequest(t *testing.T) {
 	f := newFake(t)
 	var got atomic.Pointer[http.Request]
-	f.intercept = func(w http.ResponseWriter, r *http.Request, _ int64) bool { got.Store(r); return false }
+	f.Intercept = func(w http.ResponseWriter, r *http.Request, _ int64) bool { got.Store(r); return false }
 	for _, tt := range []struct {
 		name   string
 		opts   map[string]any
@@ -121,7 +118,7 @@ func TestPollRequest(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := mustPoller(t, source(t, f.srv.URL, tt.opts, func(c *config.Connector) { c.Poll.Fields = tt.fields }))
+			p := mustPoller(t, source(t, f.URL(), tt.opts, func(c *config.Connector) { c.Poll.Fields = tt.fields }))
 			if _, err := p.Poll(t.Context(), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -142,10 +139,10 @@ func TestPollRequest(t *testing.T) {
 // second across page boundaries; one sweep reads each exactly once.
 func TestPollSameSecondAcrossPages(t *testing.T) {
 	f := newFake(t)
-	f.add(genRecords(5, 5, start, 1)...)
-	f.add(genRecords(250, 250, start.Add(time.Minute), 2)...)
-	f.add(genRecords(5, 5, start.Add(2*time.Minute), 3)...)
-	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 }))
+	f.Add(genRecords(5, 5, start, 1)...)
+	f.Add(genRecords(250, 250, start.Add(time.Minute), 2)...)
+	f.Add(genRecords(5, 5, start.Add(2*time.Minute), 3)...)
+	p := mustPoller(t, source(t, f.URL(), nil, func(c *config.Connector) { c.Poll.PageSize = 100 }))
 	pages, cur := drain(t, p, nil)
 	var sizes []int
 	for _, pg := range pages {
@@ -176,8 +173,8 @@ func TestPollSameSecondAcrossPages(t *testing.T) {
 func TestPollRowsUpdatedWhilePaging(t *testing.T) {
 	f := newFake(t)
 	recs := genRecords(30, 2, start, 4) // two per second
-	f.add(recs...)
-	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
+	f.Add(recs...)
+	p := mustPoller(t, source(t, f.URL(), nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
 	pg, err := p.Poll(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +183,7 @@ func TestPollRowsUpdatedWhilePaging(t *testing.T) {
 	moved := []string{recs[3]["sys_id"].(string), recs[12]["sys_id"].(string)}
 	later := start.Add(time.Hour).Format(TimeLayout)
 	for _, id := range moved {
-		f.update(id, map[string]any{"sys_updated_on": later})
+		f.Update(id, map[string]any{"sys_updated_on": later})
 	}
 	pages, _ := drain(t, p, pg.Cursor)
 	seen := ids(append([]connectors.Page{pg}, pages...))
@@ -207,8 +204,8 @@ func TestPollRowsUpdatedWhilePaging(t *testing.T) {
 func TestPollSettle(t *testing.T) {
 	f := newFake(t)
 	now := start.Add(10 * time.Minute)
-	f.add(genRecords(3, 1, now.Add(-3*time.Second), 5)...) // 3s, 2s and 1s ago
-	p, err := buildPoller(source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }), func() time.Time { return now })
+	f.Add(genRecords(3, 1, now.Add(-3*time.Second), 5)...) // 3s, 2s and 1s ago
+	p, err := buildPoller(source(t, f.URL(), nil, func(c *config.Connector) { c.Poll.PageSize = 10 }), func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,10 +231,10 @@ func TestPollSettle(t *testing.T) {
 func TestPollACLHiddenPage(t *testing.T) {
 	f := newFake(t)
 	recs := genRecords(6, 1, start, 6)
-	f.add(recs...)
-	f.hidden[recs[0]["sys_id"].(string)] = true
-	f.hidden[recs[1]["sys_id"].(string)] = true
-	p := mustPoller(t, source(t, f.srv.URL, nil))
+	f.Add(recs...)
+	f.Hide(recs[0]["sys_id"].(string))
+	f.Hide(recs[1]["sys_id"].(string))
+	p := mustPoller(t, source(t, f.URL(), nil))
 	pages, _ := drain(t, p, nil)
 	if len(pages[0].Tickets) != 0 || !pages[0].More {
 		t.Errorf("first page = %d tickets more=%v, want an empty page with more", len(pages[0].Tickets), pages[0].More)
@@ -252,8 +249,8 @@ func TestPollRejects(t *testing.T) {
 	recs := genRecords(3, 1, start, 7)
 	recs[1]["impact"] = map[string]any{"display_value": "High"} // no value
 	recs[2]["short_description"], recs[2]["number"] = "", ""
-	f.add(recs...)
-	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
+	f.Add(recs...)
+	p := mustPoller(t, source(t, f.URL(), nil, func(c *config.Connector) { c.Poll.PageSize = 10 }))
 	pg, err := p.Poll(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -278,31 +275,31 @@ func TestPollErrors(t *testing.T) {
 	resetIn := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
 	for _, tt := range []struct {
 		name       string
-		setup      func(f *fakeSN, c *config.Connector)
+		setup      func(f *servicenowtest.Server, c *config.Connector)
 		cursor     string
 		wantStatus int // 0: success
 		wantWait   time.Duration
 		wantErr    string
 		wantCalls  int64
 	}{
-		{"wrong credentials are a 401, not retried", func(f *fakeSN, c *config.Connector) { c.API.Auth.Password = config.NewSecret("nope") }, "", http.StatusUnauthorized, 0, "", 1},
-		{"a 429 waits for the rate-limit reset beyond Retry-After", func(f *fakeSN, c *config.Connector) {
-			f.rateEvery, f.retryAfter, f.reset = 1, func(int64) string { return "120" }, resetIn(10*time.Minute)
+		{"wrong credentials are a 401, not retried", func(f *servicenowtest.Server, c *config.Connector) { c.API.Auth.Password = config.NewSecret("nope") }, "", http.StatusUnauthorized, 0, "", 1},
+		{"a 429 waits for the rate-limit reset beyond Retry-After", func(f *servicenowtest.Server, c *config.Connector) {
+			f.RateEvery, f.RetryAfter, f.Reset = 1, func(int64) string { return "120" }, resetIn(10*time.Minute)
 		}, "", http.StatusTooManyRequests, 10 * time.Minute, "", 1},
-		{"a 429 waits for Retry-After when the reset is sooner", func(f *fakeSN, c *config.Connector) {
-			f.rateEvery, f.retryAfter, f.reset = 1, func(int64) string { return "1800" }, resetIn(time.Minute)
+		{"a 429 waits for Retry-After when the reset is sooner", func(f *servicenowtest.Server, c *config.Connector) {
+			f.RateEvery, f.RetryAfter, f.Reset = 1, func(int64) string { return "1800" }, resetIn(time.Minute)
 		}, "", http.StatusTooManyRequests, 30 * time.Minute, "", 1},
-		{"a 429 with Retry-After 0 is retried inside the call", func(f *fakeSN, c *config.Connector) {
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+		{"a 429 with Retry-After 0 is retried inside the call", func(f *servicenowtest.Server, c *config.Connector) {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 				if n == 1 {
-					f.tooMany(w, "0", time.Now())
+					f.TooMany(w, "0", time.Now())
 					return true
 				}
 				return false
 			}
 		}, "", 0, 0, "", 2},
-		{"a 500 is retried with backoff", func(f *fakeSN, c *config.Connector) {
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+		{"a 500 is retried with backoff", func(f *servicenowtest.Server, c *config.Connector) {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 				if n <= 2 {
 					w.WriteHeader(http.StatusInternalServerError)
 					return true
@@ -310,9 +307,9 @@ func TestPollErrors(t *testing.T) {
 				return false
 			}
 		}, "", 0, 0, "", 3},
-		{"a slow answer times out and is retried", func(f *fakeSN, c *config.Connector) {
+		{"a slow answer times out and is retried", func(f *servicenowtest.Server, c *config.Connector) {
 			c.API.Timeout = 100 * time.Millisecond
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 				if n == 1 {
 					<-r.Context().Done() // answers only when the client gave up
 					return true
@@ -320,33 +317,33 @@ func TestPollErrors(t *testing.T) {
 				return false
 			}
 		}, "", 0, 0, "", 2},
-		{"lasting 500s end the call for the runner to back off", func(f *fakeSN, c *config.Connector) {
+		{"lasting 500s end the call for the runner to back off", func(f *servicenowtest.Server, c *config.Connector) {
 			c.API.MaxRetries = 2
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 				w.WriteHeader(http.StatusBadGateway)
 				return true
 			}
 		}, "", http.StatusBadGateway, 0, "", 3},
-		{"an unknown table is a 400", func(f *fakeSN, c *config.Connector) { c.Options = map[string]any{"table": "incidnt"} }, "", http.StatusBadRequest, 0, "", 1},
+		{"an unknown table is a 400", func(f *servicenowtest.Server, c *config.Connector) { c.Options = map[string]any{"table": "incidnt"} }, "", http.StatusBadRequest, 0, "", 1},
 		{"an unreadable cursor says how to recover", nil, `{"v":1,"sys_updated_on":"yesterday"}`, 0, 0, `delete source "snow" from the cursors bucket`, 0},
 		{"a cursor sys_id that could change the query is refused", nil, `{"v":1,"sys_updated_on":"2024-05-13 10:00:00","sys_id":"x^ORactive=true"}`, 0, 0, `is not a sys_id`, 0},
-		{"an instance that ignores the tie-break is caught", func(f *fakeSN, c *config.Connector) {
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
-				writeJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001", "sys_updated_on": "2024-05-13 10:00:00", "short_description": "x"}}})
+		{"an instance that ignores the tie-break is caught", func(f *servicenowtest.Server, c *config.Connector) {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				servicenowtest.WriteJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001", "sys_updated_on": "2024-05-13 10:00:00", "short_description": "x"}}})
 				return true
 			}
 		}, `{"v":1,"sys_updated_on":"2024-05-13 10:00:00","sys_id":"00000000000000000000000000000001"}`, 0, 0, "the instance ignored part of the query", 1},
-		{"a row without sys_updated_on is an error, not a skip", func(f *fakeSN, c *config.Connector) {
-			f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
-				writeJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001"}}})
+		{"a row without sys_updated_on is an error, not a skip", func(f *servicenowtest.Server, c *config.Connector) {
+			f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				servicenowtest.WriteJSON(w, http.StatusOK, nil, map[string]any{"result": []any{map[string]any{"sys_id": "00000000000000000000000000000001"}}})
 				return true
 			}
 		}, "", 0, 0, "needs read access to both", 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			f.add(fixtureRecords(t, "incident_list_page1.json")...)
-			src := source(t, f.srv.URL, nil)
+			f.Add(fixtureRecords(t, "incident_list_page1.json")...)
+			src := source(t, f.URL(), nil)
 			if tt.setup != nil {
 				tt.setup(f, &src.Config)
 			}
@@ -371,7 +368,7 @@ func TestPollErrors(t *testing.T) {
 			case tt.wantWait > 0 && (ve.RetryAfter < tt.wantWait-5*time.Second || ve.RetryAfter > tt.wantWait):
 				t.Errorf("RetryAfter = %s, want about %s", ve.RetryAfter, tt.wantWait)
 			}
-			if n := f.all.Load(); n != tt.wantCalls {
+			if n := f.All.Load(); n != tt.wantCalls {
 				t.Errorf("requests = %d, want %d", n, tt.wantCalls)
 			}
 		})
@@ -384,10 +381,10 @@ func TestPollCallerLookup(t *testing.T) {
 	for i, r := range recs { // two callers
 		id := fmt.Sprintf("%032x", i%2+1)
 		r["caller_id"] = map[string]any{"link": "x", "value": id}
-		f.users[id] = map[string]any{"sys_id": id, "email": fmt.Sprintf("c%d@example.com", i%2+1), "name": "C"}
+		f.SetUser(id, map[string]any{"sys_id": id, "email": fmt.Sprintf("c%d@example.com", i%2+1), "name": "C"})
 	}
-	f.add(recs...)
-	p := mustPoller(t, source(t, f.srv.URL, map[string]any{"lookup_caller_email": true}, func(c *config.Connector) { c.Poll.PageSize = 3 }))
+	f.Add(recs...)
+	p := mustPoller(t, source(t, f.URL(), map[string]any{"lookup_caller_email": true}, func(c *config.Connector) { c.Poll.PageSize = 3 }))
 	pages, _ := drain(t, p, nil)
 	for _, pg := range pages {
 		for _, tk := range pg.Tickets {
@@ -396,14 +393,14 @@ func TestPollCallerLookup(t *testing.T) {
 			}
 		}
 	}
-	if n := f.userReads.Load(); n != 2 {
+	if n := f.UserReads.Load(); n != 2 {
 		t.Errorf("sys_user read %d times for 6 tickets of 2 callers, want 2", n)
 	}
 	// A transient lookup failure fails the page, to be fetched again.
 	late := genRecords(1, 1, start.Add(time.Hour), 9)
 	late[0]["caller_id"] = fmt.Sprintf("%032x", 3) // not cached
-	f.add(late...)
-	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+	f.Add(late...)
+	f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 		if strings.Contains(r.URL.Path, "sys_user") {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return true
@@ -418,8 +415,8 @@ func TestPollCallerLookup(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	f := newFake(t)
-	f.add(fixtureRecords(t, "incident_list_page1.json")...)
-	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+	f.Add(fixtureRecords(t, "incident_list_page1.json")...)
+	f.Intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
 		w.Header().Set("X-RateLimit-Limit", "500")
 		w.Header().Set("Date", time.Now().UTC().Format(http.TimeFormat))
 		return false
@@ -434,7 +431,7 @@ func TestCheck(t *testing.T) {
 		{"with caller lookup", func(c *config.Connector) { c.Options = map[string]any{"lookup_caller_email": true} }, []string{"ok   snow caller lookup:"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			src := source(t, f.srv.URL, nil)
+			src := source(t, f.URL(), nil)
 			if tt.mod != nil {
 				tt.mod(&src.Config)
 			}
@@ -451,258 +448,4 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
-}
-
-// crashSink stores through next until its budget is spent, then "dies":
-// it cancels the runner and refuses the ticket.
-type crashSink struct {
-	next   connectors.Sink
-	budget atomic.Int64
-	cancel context.CancelFunc
-}
-
-func (s *crashSink) Ingest(ctx context.Context, t ticket.Ticket) error {
-	if s.budget.Add(-1) < 0 {
-		s.cancel()
-		return errors.New("process died")
-	}
-	return s.next.Ingest(ctx, t)
-}
-
-// countingPoller counts the polls of one runner.
-type countingPoller struct {
-	connectors.Poller
-	n atomic.Int64
-}
-
-func (c *countingPoller) Poll(ctx context.Context, cur []byte) (connectors.Page, error) {
-	c.n.Add(1)
-	return c.Poller.Poll(ctx, cur)
-}
-
-// run starts r and returns a stop function that cancels it and returns
-// Run's result.
-func run(t *testing.T, r *connectors.PollRunner) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	return func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("runner did not stop within 10s")
-			return nil
-		}
-	}
-}
-
-func checkStoredOnce(t *testing.T, e natsEnv, want int) {
-	t.Helper()
-	if n := e.ingestCount(t); n != uint64(want) {
-		t.Errorf("ingest stream holds %d messages, want %d", n, want)
-	}
-	stored := e.storedTickets(t)
-	if len(stored) != want {
-		t.Errorf("ingest stream holds %d distinct ticket versions, want %d", len(stored), want)
-	}
-	for id, n := range stored {
-		if n != 1 {
-			t.Errorf("ticket %s stored %d times", id, n)
-		}
-	}
-}
-
-// TestRunnerSameSecond250: 250 records share one second across page
-// boundaries: stored exactly once, and polling on stores nothing more.
-func TestRunnerSameSecond250(t *testing.T) {
-	e := newNATS(t)
-	f := newFake(t)
-	f.add(genRecords(250, 250, start, 10)...)
-	p := mustPoller(t, source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 }))
-	stop := run(t, e.runner(t, "snow", "a", p, e.b, &sleeps{}))
-	waitFor(t, 20*time.Second, "250 tickets stored", func() (bool, string) {
-		n := e.ingestCount(t)
-		return n >= 250, fmt.Sprintf("%d stored", n)
-	})
-	polled := f.table.Load()
-	waitFor(t, 10*time.Second, "five more polls", func() (bool, string) {
-		return f.table.Load() >= polled+5, fmt.Sprintf("%d polls", f.table.Load())
-	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, e, 250)
-}
-
-// TestRunnerCrashHalfPage: the process dies after storing half a page; a
-// new runner resumes from the last stored cursor: nothing lost, nothing
-// doubled.
-func TestRunnerCrashHalfPage(t *testing.T) {
-	e := newNATS(t)
-	f := newFake(t)
-	f.add(genRecords(250, 60, start, 11)...)
-	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 100 })
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	sink := &crashSink{next: e.b, cancel: cancel}
-	sink.budget.Store(150) // page 1 and half of page 2
-	r := e.runner(t, "snow", "a", mustPoller(t, src), sink, &sleeps{})
-	if err := r.Run(ctx); err != nil {
-		t.Fatalf("Run of the dying runner = %v", err)
-	}
-	if n := e.ingestCount(t); n != 150 {
-		t.Fatalf("before the restart %d tickets are stored, want 150", n)
-	}
-	cur, _ := e.cursors.Load(t.Context(), "snow")
-	var c cursor
-	if err := json.Unmarshal(cur, &c); err != nil || c.SysID == "" {
-		t.Fatalf("stored cursor %s, want the end of page 1", cur)
-	}
-	// A new process: a new poller and runner on the same stores.
-	stop := run(t, e.runner(t, "snow", "b", mustPoller(t, src), e.b, &sleeps{}))
-	waitFor(t, 20*time.Second, "250 tickets stored", func() (bool, string) {
-		n := e.ingestCount(t)
-		return n >= 250, fmt.Sprintf("%d stored", n)
-	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, e, 250)
-}
-
-// TestRunnerTwoReplicas: two runners for one source: only the lease
-// holder polls; when it stops, the other takes over.
-func TestRunnerTwoReplicas(t *testing.T) {
-	e := newNATS(t)
-	f := newFake(t)
-	f.add(genRecords(300, 7, start, 12)...)
-	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 50 })
-	a := &countingPoller{Poller: mustPoller(t, src)}
-	b := &countingPoller{Poller: mustPoller(t, src)}
-	stopA := run(t, e.runner(t, "snow", "a", a, e.b, &sleeps{}))
-	waitFor(t, 10*time.Second, "a holds the lease", func() (bool, string) {
-		h, _ := e.leases.Holder(t.Context(), "snow")
-		return h == "a", "holder " + h
-	})
-	stopB := run(t, e.runner(t, "snow", "b", b, e.b, &sleeps{}))
-	waitFor(t, 20*time.Second, "300 tickets stored", func() (bool, string) {
-		n := e.ingestCount(t)
-		return n >= 300, fmt.Sprintf("%d stored", n)
-	})
-	polls := a.n.Load()
-	waitFor(t, 10*time.Second, "a polls on", func() (bool, string) {
-		return a.n.Load() >= polls+3, fmt.Sprintf("%d polls", a.n.Load())
-	})
-	if n := b.n.Load(); n != 0 {
-		t.Errorf("the replica without the lease polled %d times", n)
-	}
-	if err := stopA(); err != nil {
-		t.Fatal(err)
-	}
-	f.add(genRecords(40, 7, start.Add(time.Hour), 13)...)
-	waitFor(t, 20*time.Second, "b takes over and stores 40 more", func() (bool, string) {
-		n := e.ingestCount(t)
-		return n >= 340, fmt.Sprintf("%d stored, b polled %d times", n, b.n.Load())
-	})
-	if err := stopB(); err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, e, 340)
-}
-
-// TestRunnerStopsOn401: refused credentials stop the poller at once, with
-// one request and ErrPollerStopped.
-func TestRunnerStopsOn401(t *testing.T) {
-	e := newNATS(t)
-	f := newFake(t)
-	f.add(fixtureRecords(t, "incident_list_page1.json")...)
-	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.API.Auth.Password = config.NewSecret("expired") })
-	sl := &sleeps{}
-	r := e.runner(t, "snow", "a", mustPoller(t, src), e.b, sl)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	err := r.Run(ctx)
-	if !errors.Is(err, connectors.ErrPollerStopped) || !connectors.IsVendorStatus(err, http.StatusUnauthorized) {
-		t.Fatalf("Run = %v, want ErrPollerStopped with the 401", err)
-	}
-	if n := f.all.Load(); n != 1 {
-		t.Errorf("requests = %d, want 1: no retry, no loop", n)
-	}
-	if h, _ := e.leases.Holder(t.Context(), "snow"); h != "" {
-		t.Errorf("the stopped poller still holds the lease (%q)", h)
-	}
-}
-
-// TestRunner429Honoured: a 429 whose rate-limit window resets in 10
-// minutes makes the runner wait that long, with no request in between.
-func TestRunner429Honoured(t *testing.T) {
-	e := newNATS(t)
-	f := newFake(t)
-	f.add(fixtureRecords(t, "incident_list_page1.json")...)
-	f.intercept = func(w http.ResponseWriter, r *http.Request, n int64) bool {
-		if n == 1 { // only the first request is limited
-			f.tooMany(w, "120", time.Now().Add(10*time.Minute))
-			return true
-		}
-		return false
-	}
-	sl := &sleeps{}
-	stop := run(t, e.runner(t, "snow", "a", mustPoller(t, source(t, f.srv.URL, nil)), e.b, sl))
-	waitFor(t, 10*time.Second, "2 tickets stored", func() (bool, string) {
-		n := e.ingestCount(t)
-		return n >= 2, fmt.Sprintf("%d stored", n)
-	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	got := sl.all()
-	if len(got) == 0 || got[0] < 9*time.Minute || got[0] > 10*time.Minute {
-		t.Errorf("first wait = %v, want about 10m (X-RateLimit-Reset, beyond Retry-After 120)", got)
-	}
-	if f.limited.Load() != 1 {
-		t.Errorf("429 answers = %d, want 1 (not retried inside the call: Retry-After exceeds retry_wait_max)", f.limited.Load())
-	}
-	checkStoredOnce(t, e, 2)
-}
-
-// TestRunnerBacklogBehindRateLimit drains 10,000 incidents from a fake
-// that rate-limits every 7th request (Retry-After 0 or 1): every record
-// is stored exactly once.
-func TestRunnerBacklogBehindRateLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("10,000 tickets through NATS")
-	}
-	e := newNATS(t)
-	f := newFake(t)
-	const n = 10000
-	f.add(genRecords(n, 13, start, 14)...)
-	f.rateEvery = 7
-	f.retryAfter = func(k int64) string { return []string{"0", "1"}[(k/7)%2] }
-	src := source(t, f.srv.URL, nil, func(c *config.Connector) { c.Poll.PageSize = 500 })
-	sl := &sleeps{}
-	stop := run(t, e.runner(t, "snow", "a", mustPoller(t, src), e.b, sl))
-	waitFor(t, 50*time.Second, "10,000 tickets stored", func() (bool, string) {
-		c := e.ingestCount(t)
-		return c >= n, fmt.Sprintf("%d stored after %d requests", c, f.table.Load())
-	})
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, e, n)
-	if f.limited.Load() == 0 {
-		t.Error("the fake never rate-limited")
-	}
-	long := 0
-	for _, d := range sl.all() {
-		if d >= time.Second {
-			long++
-		}
-	}
-	if long == 0 {
-		t.Error("no Retry-After: 1 reached the runner as a wait of at least 1s")
-	}
-	t.Logf("%d tickets in %d table requests (%d answered 429)", n, f.table.Load(), f.limited.Load())
 }

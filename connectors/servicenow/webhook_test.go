@@ -368,8 +368,8 @@ func TestWebhookCallerLookup(t *testing.T) {
 	if err := json.Unmarshal(readFile(t, "sys_user_record.json"), &u); err != nil {
 		t.Fatal(err)
 	}
-	f.users["ce0d678358519218dd705c9372750d40"] = u.Result
-	wh, err := newWebhook(source(t, f.srv.URL, map[string]any{"lookup_caller_email": true}))
+	f.SetUser("ce0d678358519218dd705c9372750d40", u.Result)
+	wh, err := newWebhook(source(t, f.URL(), map[string]any{"lookup_caller_email": true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestWebhookCallerLookup(t *testing.T) {
 			t.Errorf("call %d: caller = %+v, want aisha.doer@example.com", i, tk.Caller)
 		}
 	}
-	if n := f.userReads.Load(); n != 1 {
+	if n := f.UserReads.Load(); n != 1 {
 		t.Errorf("sys_user read %d times for 3 tickets of one caller, want 1 (cached)", n)
 	}
 	// An unknown caller (404) is stored without email, and not asked again.
@@ -394,7 +394,7 @@ func TestWebhookCallerLookup(t *testing.T) {
 			t.Errorf("unknown caller: %+v, %v", tk.Caller, err)
 		}
 	}
-	if n := f.userReads.Load(); n != 2 {
+	if n := f.UserReads.Load(); n != 2 {
 		t.Errorf("sys_user read %d times, want 2 (a 404 is cached too)", n)
 	}
 }
@@ -402,9 +402,9 @@ func TestWebhookCallerLookup(t *testing.T) {
 func TestCallerCacheBoundsAndExpiry(t *testing.T) {
 	f := newFake(t)
 	for i := range 5 {
-		f.users[fmt.Sprintf("%032x", i)] = map[string]any{"sys_id": fmt.Sprintf("%032x", i), "email": fmt.Sprintf("u%d@example.com", i)}
+		f.SetUser(fmt.Sprintf("%032x", i), map[string]any{"sys_id": fmt.Sprintf("%032x", i), "email": fmt.Sprintf("u%d@example.com", i)})
 	}
-	client, err := newClient(source(t, f.srv.URL, nil))
+	client, err := newClient(source(t, f.URL(), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,19 +424,19 @@ func TestCallerCacheBoundsAndExpiry(t *testing.T) {
 		t.Errorf("cache holds %d entries, want its bound 3", c.len())
 	}
 	get(4) // still cached
-	if n := f.userReads.Load(); n != 5 {
+	if n := f.UserReads.Load(); n != 5 {
 		t.Errorf("reads = %d, want 5", n)
 	}
 	get(0) // evicted: read again
-	if n := f.userReads.Load(); n != 6 {
+	if n := f.UserReads.Load(); n != 6 {
 		t.Errorf("reads after an evicted entry = %d, want 6", n)
 	}
 	now = now.Add(2 * time.Minute)
 	get(0) // expired: read again
-	if n := f.userReads.Load(); n != 7 {
+	if n := f.UserReads.Load(); n != 7 {
 		t.Errorf("reads after expiry = %d, want 7", n)
 	}
-	if u, err := c.get(t.Context(), "../../sys_properties"); err != nil || u != (user{}) || f.userReads.Load() != 7 {
+	if u, err := c.get(t.Context(), "../../sys_properties"); err != nil || u != (user{}) || f.UserReads.Load() != 7 {
 		t.Errorf("a caller id that is no sys_id was looked up: %+v, %v", u, err)
 	}
 }
