@@ -32,6 +32,8 @@ type fakeJira struct {
 
 	mu        sync.Mutex
 	issues    map[string]*fakeIssue
+	sorted    []*fakeIssue // issues by (updated, id), rebuilt when dirty
+	dirty     bool
 	tokens    map[string]fakeToken
 	nextTok   int
 	requests  int
@@ -67,6 +69,7 @@ func (f *fakeJira) add(first, n int, at func(i int) time.Time) {
 		id := first + i
 		f.issues[strconv.Itoa(id)] = &fakeIssue{id: id, updated: at(i)}
 	}
+	f.dirty = true
 }
 
 // expireTokens makes every token issued so far invalid, as 7 days do.
@@ -77,7 +80,10 @@ func (f *fakeJira) expireTokens() {
 }
 
 // touch sets an issue's update time (an edit).
-func (f *fakeJira) touch(id int, at time.Time) { f.issues[strconv.Itoa(id)].updated = at }
+func (f *fakeJira) touch(id int, at time.Time) {
+	f.issues[strconv.Itoa(id)].updated = at
+	f.dirty = true
+}
 
 var searchJQL = regexp.MustCompile(`^\((.*)\) AND updated >= "(\d{4}-\d\d-\d\d \d\d:\d\d)" ORDER BY updated ASC, key ASC$`)
 
@@ -155,15 +161,23 @@ func (f *fakeJira) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		offset = st.offset
 	}
-	var match []*fakeIssue
-	for _, is := range f.issues {
-		if !is.updated.Before(since) {
-			match = append(match, is)
+	if f.dirty {
+		f.sorted = f.sorted[:0]
+		for _, is := range f.issues {
+			f.sorted = append(f.sorted, is)
 		}
+		slices.SortFunc(f.sorted, func(a, b *fakeIssue) int {
+			return cmp.Or(a.updated.Compare(b.updated), cmp.Compare(a.id, b.id))
+		})
+		f.dirty = false
 	}
-	slices.SortFunc(match, func(a, b *fakeIssue) int {
-		return cmp.Or(a.updated.Compare(b.updated), cmp.Compare(a.id, b.id))
+	from, _ := slices.BinarySearchFunc(f.sorted, since, func(is *fakeIssue, t time.Time) int {
+		if is.updated.Before(t) {
+			return -1
+		}
+		return 1
 	})
+	match := f.sorted[from:]
 	end := min(len(match), offset+limit)
 	page := match[min(offset, end):end]
 	out := searchPage{Issues: make([]json.RawMessage, 0, len(page))}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package jsm
+
+const raceEnabled = false
