@@ -60,15 +60,14 @@ const (
 
 // options are the decoded vendor options of one source.
 type options struct {
-	table       string
-	query       string
-	mapper      *mapper
-	display     string // "" (database values) or "all"
-	lookup      bool
-	cacheTTL    time.Duration
-	cacheSize   int
-	settle      time.Duration
-	fieldsGiven bool
+	table     string
+	query     string
+	mapper    *mapper
+	display   string // "" (database values) or "all"
+	lookup    bool
+	cacheTTL  time.Duration
+	cacheSize int
+	settle    time.Duration
 }
 
 var (
@@ -142,9 +141,7 @@ func decodeOptions(src connectors.Source) (*options, error) {
 	}
 
 	var fields map[string]any
-	if decode("fields", &fields) {
-		o.fieldsGiven = true
-	}
+	decode("fields", &fields)
 	var codes map[string]map[string]any
 	decode("codes", &codes)
 	m, merrs := newMapper(src, o.table, fields, codes)
