@@ -25,6 +25,7 @@ var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublish}
 //	deskrelay_stage_duration_seconds{stage="decode|enrich|route|publish"}
 //	deskrelay_pipeline_retries_total{stage="enrich|publish"}
 //	deskrelay_pipeline_panics_total{stage}
+//	deskrelay_pipeline_consume_errors_total
 //
 // Every series of the known label values is created at zero.
 type Metrics struct {
@@ -34,6 +35,9 @@ type Metrics struct {
 	stage   *prometheus.HistogramVec
 	retries *prometheus.CounterVec
 	panics  *prometheus.CounterVec
+	// consumeErrors counts errors of the consumer's message iterator
+	// (missed heartbeats, a lost pull request) after which Run recreated it.
+	consumeErrors prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
@@ -67,6 +71,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "deskrelay_pipeline_panics_total",
 			Help: "Panics recovered while processing a message, by stage.",
 		}, []string{"stage"}),
+		consumeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "deskrelay_pipeline_consume_errors_total",
+			Help: "Errors reading the ingest consumer (missed heartbeats during a NATS stall, a failed pull request) after which the processor backed off and resumed.",
+		}),
 	}
 	for _, tier := range ticket.Tiers {
 		for _, ch := range ticket.Channels {

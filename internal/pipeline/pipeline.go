@@ -56,14 +56,19 @@ const MaxRetryDelay = 5 * time.Minute
 // max_deliver 10 about 11 minutes (2s … 4m16s, then 5m), which rides out a
 // JetStream leader election, a NATS restart and most directory outages.
 func RetryDelay(base time.Duration, delivered uint64) time.Duration {
+	return backoff(base, MaxRetryDelay, delivered)
+}
+
+// backoff returns base × 2^(n−1), at most ceiling; n 0 counts as 1.
+func backoff(base, ceiling time.Duration, n uint64) time.Duration {
 	if base <= 0 {
 		return 0
 	}
 	d := base
-	for n := uint64(1); n < delivered && d < MaxRetryDelay; n++ {
+	for i := uint64(1); i < n && d < ceiling; i++ {
 		d *= 2
 	}
-	return min(d, MaxRetryDelay)
+	return min(d, ceiling)
 }
 
 // Option configures a Processor; see [WithClock], [WithDrainTimeout].
@@ -107,6 +112,9 @@ type Processor struct {
 	now          func() time.Time
 	drainTimeout time.Duration
 	err          error // from an option, returned by Run
+	// pullOpts are added to the iterator's options (tests shorten the
+	// heartbeat).
+	pullOpts []jetstream.PullMessagesOpt
 }
 
 type routerRef struct{ r Router }
@@ -154,41 +162,120 @@ func New(cons jetstream.Consumer, enr Enricher, rt Router, pub Publisher, cfg co
 // with.
 func (p *Processor) SetRouter(rt Router) { p.router.Store(&routerRef{rt}) }
 
+// Consume backoff: after an error reading the consumer Run waits
+// consumeBackoffMin, doubling per consecutive error up to
+// consumeBackoffMax, before it asks for a new iterator; a received message
+// resets it.
+const (
+	consumeBackoffMin = 100 * time.Millisecond
+	consumeBackoffMax = 30 * time.Second
+)
+
 // Run consumes the ingest stream with cfg.Workers concurrent handlers until
 // ctx ends. Then it stops fetching, naks the messages fetched but not
 // started (they are redelivered at once), lets the in-flight ones finish
 // and ack or nak (at most the drain timeout, after which their context is
-// cancelled), and returns nil. It returns an error when it cannot consume
-// or the consumer goes away.
+// cancelled), and returns nil.
+//
+// Run outlives NATS stalls, disconnects, server restarts and leader
+// elections: an error reading the consumer (no heartbeat from a stalled
+// server, a failed pull request) is logged as a warning, counted in
+// deskrelay_pipeline_consume_errors_total, and followed, after a backoff
+// of 100ms doubling up to 30s, by a new message iterator. Run returns an
+// error, prefixed "pipeline:", only when it cannot go on: an invalid
+// option ([ErrInvalidOption]), a closed connection
+// ([nats.ErrConnectionClosed] or [jetstream.ErrConnectionClosed]), or a consumer that was deleted or refuses
+// the pull ([jetstream.ErrConsumerDeleted], [jetstream.ErrConsumerNotFound],
+// [jetstream.ErrBadRequest]); recreating a deleted consumer is the
+// caller's business (bus.Bus.IngestConsumer).
 func (p *Processor) Run(ctx context.Context) error {
 	if p.err != nil {
-		return p.err
+		return fmt.Errorf("pipeline: %w", p.err)
 	}
-	it, err := p.cons.Messages(jetstream.PullMaxMessages(p.cfg.Workers))
-	if err != nil {
-		return fmt.Errorf("pipeline: consume: %w", err)
-	}
-	stopDrain := context.AfterFunc(ctx, it.Drain)
-	defer stopDrain()
-	defer it.Stop()
-
 	// Handlers run under workCtx, which outlives ctx by the drain timeout
 	// so that in-flight messages can publish and ack.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, p.cfg.Workers)
-	p.log.Info("pipeline started", zap.Int("workers", p.cfg.Workers), zap.Int("max_deliver", p.maxDeliver))
+	p.log.Info("pipeline started", zap.String("consumer", p.consumerName()), zap.Int("workers", p.cfg.Workers), zap.Int("max_deliver", p.maxDeliver))
 
-	var runErr error
+	runErr := p.consume(ctx, workCtx, &wg, slots)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(p.drainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		p.log.Warn("in-flight messages did not finish in time, cancelling them", zap.Duration("duration", p.drainTimeout))
+		cancelWork()
+		<-done
+	}
+	if runErr != nil {
+		return runErr
+	}
+	p.log.Info("pipeline stopped")
+	return nil
+}
+
+// consume reads the consumer through one message iterator after another
+// until ctx ends (nil) or an error leaves nothing to retry.
+func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, slots chan struct{}) error {
+	opts := append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(p.cfg.Workers)}, p.pullOpts...)
+	failures := 0
+	for {
+		err := p.consumeIterator(ctx, workCtx, wg, slots, opts, &failures)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if !terminal(err) {
+			// A pull request sent to a consumer that is gone is not
+			// answered at all: ask whether it still exists.
+			ictx, cancel := context.WithTimeout(ctx, bus.DefaultPublishTimeout)
+			if _, ierr := p.cons.Info(ictx); terminal(ierr) {
+				err = ierr
+			}
+			cancel()
+		}
+		if terminal(err) {
+			return fmt.Errorf("pipeline: consumer %s: %w", p.consumerName(), err)
+		}
+		failures++
+		delay := backoff(consumeBackoffMin, consumeBackoffMax, uint64(failures))
+		p.m.consumeErrors.Inc()
+		p.log.Warn("reading the ingest consumer failed, resuming after a pause", zap.String("consumer", p.consumerName()),
+			zap.Int("attempt", failures), zap.Duration("duration", delay), zap.Error(err))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// consumeIterator hands the messages of one iterator to handlers. It
+// returns nil when ctx ended, else the iterator's error.
+func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots chan struct{}, opts []jetstream.PullMessagesOpt, failures *int) error {
+	it, err := p.cons.Messages(opts...)
+	if err != nil {
+		return fmt.Errorf("open message iterator: %w", err)
+	}
+	stopDrain := context.AfterFunc(ctx, it.Drain)
+	defer stopDrain()
+	defer it.Stop()
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if ctx.Err() == nil {
-				runErr = fmt.Errorf("pipeline: next message: %w", err)
+			if ctx.Err() != nil {
+				return nil
 			}
-			break
+			return fmt.Errorf("next message: %w", err)
 		}
+		*failures = 0
 		if ctx.Err() != nil {
 			p.release(msg)
 			continue
@@ -209,23 +296,29 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.handle(workCtx, msg)
 		})
 	}
+}
 
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	timer := time.NewTimer(p.drainTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		p.log.Warn("in-flight messages did not finish in time, cancelling them", zap.Duration("duration", p.drainTimeout))
-		cancelWork()
-		<-done
+// terminal reports whether err, from reading the consumer, cannot go away
+// by retrying.
+func terminal(err error) bool {
+	for _, target := range []error{
+		nats.ErrConnectionClosed, jetstream.ErrConnectionClosed,
+		jetstream.ErrConsumerDeleted, jetstream.ErrConsumerNotFound,
+		jetstream.ErrBadRequest, jetstream.ErrInvalidOption,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
 	}
-	if runErr != nil {
-		return runErr
+	return false
+}
+
+// consumerName returns the consumer's name for logs and errors.
+func (p *Processor) consumerName() string {
+	if info := p.cons.CachedInfo(); info != nil {
+		return info.Name
 	}
-	p.log.Info("pipeline stopped")
-	return nil
+	return "?"
 }
 
 // release hands a fetched but unstarted message back for immediate

@@ -1,0 +1,337 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/internal/bus"
+	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+)
+
+// connectBus connects to url and returns a provisioned Bus on it.
+func connectBus(t *testing.T, url string) (*bus.Bus, *nats.Conn) {
+	t.Helper()
+	ncfg := config.NATS{URL: url}
+	nc, err := bus.Connect(t.Context(), ncfg, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("Connect(%s): %v", url, err)
+	}
+	bustest.CloseOnCleanup(t, nc)
+	b, err := bus.New(nc, ncfg, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatalf("bus.New: %v", err)
+	}
+	if err := b.Provision(t.Context()); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	return b, nc
+}
+
+// runUntilStopped starts p and returns a channel that receives what Run
+// returned; the test's cleanup cancels Run and waits for it.
+func runUntilStopped(t *testing.T, p *Processor) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); errc <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("Run did not return within 20s of its ctx ending")
+		}
+	})
+	return errc
+}
+
+// waitConnected polls nc until it is CONNECTED, bounded.
+func waitConnected(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for nc.Status() != nats.CONNECTED {
+		if time.Now().After(deadline) {
+			t.Fatalf("connection status = %s after 15s, want CONNECTED", nc.Status())
+		}
+		<-tick.C
+	}
+}
+
+// TestRunSurvivesServerRestart stops the server under a running processor
+// and starts it again on the same port and store: Run keeps going and
+// routes a ticket stored after the restart.
+func TestRunSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
+	port := bustest.ServerPort(t, srv)
+	b, nc := connectBus(t, srv.ClientURL())
+	cfg := config.Pipeline{}
+	cons, err := b.IngestConsumer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("IngestConsumer: %v", err)
+	}
+	m := NewMetrics(nil)
+	p := New(cons, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), m, WithClock(func() time.Time { return fixedNow }))
+	p.pullOpts = fastHeartbeat
+	errc := runUntilStopped(t, p)
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	// Stay down for longer than the missed-heartbeat timeout.
+	select {
+	case err := <-errc:
+		t.Fatalf("Run = %v while the server was down, want it to keep running", err)
+	case <-time.After(3 * time.Second):
+	}
+	bustest.StartAt(t, dir, port)
+	waitConnected(t, nc)
+
+	routedCh := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := ingestRetrying(t, b, "INC30"); err != nil {
+		t.Fatalf("Ingest after the restart: %v", err)
+	}
+	select {
+	case msg := <-routedCh:
+		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC30" {
+			t.Errorf("routed ticket %q, want INC30", msg.Header.Get("Deskrelay-Ticket-Id"))
+		}
+	case err := <-errc:
+		t.Fatalf("Run = %v after the restart, want it to keep running", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("ticket stored after the restart not routed within 30s ")
+	}
+}
+
+// ingestRetrying stores a ticket, retrying for a bounded time while
+// JetStream recovers from the restart.
+func ingestRetrying(t *testing.T, b *bus.Bus, id string) error {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := b.Ingest(t.Context(), goodTicket(id))
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-t.Context().Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// fastHeartbeat makes the iterator notice a silent server after 1s
+// instead of 30s.
+var fastHeartbeat = []jetstream.PullMessagesOpt{jetstream.PullExpiry(2 * time.Second), jetstream.PullHeartbeat(500 * time.Millisecond)}
+
+// TestRunSurvivesStall pauses all traffic between the processor and a
+// live server (a stalled server or network: no disconnect, no heartbeat)
+// for longer than the heartbeat timeout, then resumes it: Run keeps going,
+// counts the missed heartbeat and routes the next ticket.
+func TestRunSurvivesStall(t *testing.T) {
+	srv := bustest.Start(t)
+	direct, _ := connectBus(t, srv.ClientURL())
+	px := newStallProxy(t, srv.Addr().String())
+	b, nc := connectBus(t, "nats://"+px.addr())
+	cfg := config.Pipeline{}
+	cons, err := b.IngestConsumer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("IngestConsumer: %v", err)
+	}
+	m := NewMetrics(nil)
+	p := New(cons, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), m, WithClock(func() time.Time { return fixedNow }))
+	p.pullOpts = fastHeartbeat
+	errc := runUntilStopped(t, p)
+
+	px.pause()
+	deadline := time.After(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for testutil.ToFloat64(m.consumeErrors) == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Run = %v during the stall, want it to keep running", err)
+		case <-deadline:
+			t.Fatal("no consume error counted within 15s of the stall")
+		case <-tick.C:
+		}
+	}
+	px.resume()
+	if nc.Status() != nats.CONNECTED {
+		t.Errorf("connection status after the stall = %s, want CONNECTED (a stall, not a disconnect)", nc.Status())
+	}
+
+	routedCh := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if err := direct.Ingest(t.Context(), goodTicket("INC31")); err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	select {
+	case <-routedCh:
+	case err := <-errc:
+		t.Fatalf("Run = %v after the stall, want it to keep running", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ticket stored after the stall not routed within 30s")
+	}
+}
+
+// stallProxy forwards TCP connections to a server; pause stops moving
+// bytes in both directions (the connections stay open), resume moves them
+// again.
+type stallProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	paused chan struct{} // closed when not paused
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
+	px := &stallProxy{ln: ln, target: target, paused: make(chan struct{})}
+	close(px.paused)
+	px.wg.Go(px.accept)
+	t.Cleanup(func() {
+		_ = ln.Close()
+		px.resume()
+		px.mu.Lock()
+		for _, c := range px.conns {
+			_ = c.Close()
+		}
+		px.mu.Unlock()
+		px.wg.Wait()
+	})
+	return px
+}
+
+func (px *stallProxy) addr() string { return px.ln.Addr().String() }
+
+func (px *stallProxy) pause() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	px.paused = make(chan struct{})
+}
+
+func (px *stallProxy) resume() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	select {
+	case <-px.paused:
+	default:
+		close(px.paused)
+	}
+}
+
+func (px *stallProxy) gate() <-chan struct{} {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	return px.paused
+}
+
+func (px *stallProxy) accept() {
+	for {
+		c, err := px.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", px.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		px.mu.Lock()
+		px.conns = append(px.conns, c, s)
+		px.mu.Unlock()
+		px.wg.Go(func() { px.copy(s, c) })
+		px.wg.Go(func() { px.copy(c, s) })
+	}
+}
+
+// copy moves bytes from src to dst, holding each chunk while paused.
+func (px *stallProxy) copy(dst, src net.Conn) {
+	defer func() { _ = dst.Close(); _ = src.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			<-px.gate()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil { // EOF, or closed by the other direction or the cleanup
+			return
+		}
+	}
+}
+
+// TestRunReportsWhyItCannotGoOn checks the exits that are not a stop:
+// Run returns a wrapped error naming the consumer and the cause.
+func TestRunReportsWhyItCannotGoOn(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		breakIt func(t *testing.T, b *bus.Bus, nc *nats.Conn)
+		want    []error // any of them
+	}{
+		{"a closed connection", func(t *testing.T, _ *bus.Bus, nc *nats.Conn) { nc.Close() },
+			[]error{nats.ErrConnectionClosed, jetstream.ErrConnectionClosed}},
+		{"a deleted consumer", func(t *testing.T, b *bus.Bus, _ *nats.Conn) {
+			if err := b.JetStream().DeleteConsumer(t.Context(), b.StreamName(bus.KindIngest), "deskrelay-pipeline"); err != nil {
+				t.Fatalf("DeleteConsumer: %v", err)
+			}
+		}, []error{jetstream.ErrConsumerDeleted, jetstream.ErrConsumerNotFound}},
+	} {
+		t.Run(tt.name+" ends Run with an error", func(t *testing.T) {
+			b, nc := connectBus(t, bustest.Start(t).ClientURL())
+			cons, err := b.IngestConsumer(t.Context(), config.Pipeline{})
+			if err != nil {
+				t.Fatalf("IngestConsumer: %v", err)
+			}
+			p := New(cons, doer, toL2Portal, b, config.Pipeline{}, zaptest.NewLogger(t), nil)
+			p.pullOpts = fastHeartbeat
+			errc := runUntilStopped(t, p)
+			tt.breakIt(t, b, nc)
+			select {
+			case err := <-errc:
+				if !slices.ContainsFunc(tt.want, func(w error) bool { return errors.Is(err, w) }) || !strings.HasPrefix(err.Error(), "pipeline: consumer deskrelay-pipeline: ") {
+					t.Errorf("Run = %v, want an error starting \"pipeline: consumer deskrelay-pipeline: \" wrapping one of %q", err, tt.want)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("Run still running 15s after %s", tt.name)
+			}
+		})
+	}
+}
