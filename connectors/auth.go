@@ -35,7 +35,8 @@ type Auth struct {
 const DefaultReplayWindow = 5 * time.Minute
 
 // NewAuth checks an auth block (at key path path) and returns its
-// verifier. Types: none, bearer (Authorization: Bearer <token>), basic
+// verifier. Types: none, bearer (Authorization: Bearer <token>), header (a
+// shared token in a header of your choice, e.g. X-Deskrelay-Token), basic
 // (Authorization: Basic …) and hmac (HMAC-SHA256 of the raw body, hex or
 // base64, in a configurable header with an optional prefix such as
 // "sha256="). An empty type is an error: a source without auth must say
@@ -53,6 +54,15 @@ func NewAuth(path string, c config.Auth) (*Auth, error) {
 			bad("token", "is required for bearer auth (env:NAME or file:PATH)")
 		}
 		a.token = []byte(c.Token.Reveal())
+	case "header":
+		if !c.Token.IsSet() {
+			bad("token", "is required for header auth (env:NAME or file:PATH)")
+		}
+		if c.Header == "" {
+			bad("header", "is required for header auth: the name of the header that carries the token, e.g. X-Deskrelay-Token")
+		}
+		a.token = []byte(c.Token.Reveal())
+		a.header = textproto.CanonicalMIMEHeaderKey(c.Header)
 	case "basic":
 		if c.Username == "" {
 			bad("username", "is required for basic auth")
@@ -87,12 +97,15 @@ func NewAuth(path string, c config.Auth) (*Auth, error) {
 			bad("replay_window", "must be positive, got %s", c.ReplayWindow)
 		}
 	case "":
-		bad("type", "is required: none, bearer, basic or hmac")
+		bad("type", "is required: none, bearer, header, basic or hmac")
 	default:
-		bad("type", "%q is not allowed; use none, bearer, basic or hmac", c.Type)
+		bad("type", "%q is not allowed; use none, bearer, header, basic or hmac", c.Type)
 	}
-	if c.Type != "hmac" && (c.Header != "" || c.Encoding != "" || c.Prefix != "" || c.Secret.IsSet() || c.TimestampHeader != "" || c.ReplayWindow != 0) {
-		bad("type", "header, encoding, prefix, secret, timestamp_header and replay_window apply only to hmac auth, but type is %q", c.Type)
+	if c.Type != "hmac" && (c.Encoding != "" || c.Prefix != "" || c.Secret.IsSet() || c.TimestampHeader != "" || c.ReplayWindow != 0) {
+		bad("type", "encoding, prefix, secret, timestamp_header and replay_window apply only to hmac auth, but type is %q", c.Type)
+	}
+	if c.Header != "" && c.Type != "hmac" && c.Type != "header" {
+		bad("header", "applies only to hmac and header auth, but type is %q", c.Type)
 	}
 	a.now = time.Now
 	if len(errs) > 0 {
@@ -115,6 +128,14 @@ func (a *Auth) Verify(h http.Header, body []byte) error {
 		}
 		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), a.token) != 1 {
 			return fmt.Errorf("%w: bearer token does not match", ErrUnauthorized)
+		}
+	case "header":
+		got := h.Get(a.header)
+		if got == "" {
+			return fmt.Errorf("%w: missing %s header", ErrUnauthorized, a.header)
+		}
+		if subtle.ConstantTimeCompare([]byte(got), a.token) != 1 {
+			return fmt.Errorf("%w: %s does not match", ErrUnauthorized, a.header)
 		}
 	case "basic":
 		r := http.Request{Header: h}
@@ -212,6 +233,8 @@ func (a *Auth) Sign(body []byte, now time.Time) http.Header {
 	switch a.kind {
 	case "bearer":
 		h.Set("Authorization", "Bearer "+string(a.token))
+	case "header":
+		h.Set(a.header, string(a.token))
 	case "basic":
 		r := http.Request{Header: h}
 		r.SetBasicAuth(string(a.user), string(a.password))

@@ -59,6 +59,8 @@ func TestAuthVerify(t *testing.T) {
 		{"the right bearer token is accepted", bearer, hdr("Authorization", "Bearer t0ken"), body, ""},
 		{"a wrong bearer token is refused", bearer, hdr("Authorization", "Bearer t0kem"), body, "bearer token does not match"},
 		{"a missing bearer token is refused", bearer, hdr(), body, "missing Authorization: Bearer header"},
+		{"the right shared header token is accepted", config.Auth{Type: "header", Header: "X-Deskrelay-Token", Token: config.NewSecret("s3")}, hdr("X-Deskrelay-Token", "s3"), body, ""},
+		{"a wrong shared header token is refused", config.Auth{Type: "header", Header: "X-Deskrelay-Token", Token: config.NewSecret("s3")}, hdr("X-Deskrelay-Token", "s4"), body, "X-Deskrelay-Token does not match"},
 		{"the right basic credentials are accepted", basic, basicHdr("snow", "pw"), body, ""},
 		{"a wrong basic password is refused", basic, basicHdr("snow", "pW"), body, "user name or password does not match"},
 	} {
@@ -86,8 +88,9 @@ func TestNewAuthErrors(t *testing.T) {
 		auth config.Auth
 		want string
 	}{
-		{"no type", config.Auth{}, "connectors.x.auth.type: is required: none, bearer, basic or hmac"},
-		{"unknown type", config.Auth{Type: "jwt"}, `connectors.x.auth.type: "jwt" is not allowed; use none, bearer, basic or hmac`},
+		{"no type", config.Auth{}, "connectors.x.auth.type: is required: none, bearer, header, basic or hmac"},
+		{"unknown type", config.Auth{Type: "jwt"}, `connectors.x.auth.type: "jwt" is not allowed; use none, bearer, header, basic or hmac`},
+		{"header without a header name", config.Auth{Type: "header", Token: config.NewSecret("t")}, "connectors.x.auth.header: is required for header auth: the name of the header that carries the token, e.g. X-Deskrelay-Token"},
 		{"bearer without token", config.Auth{Type: "bearer"}, "connectors.x.auth.token: is required for bearer auth (env:NAME or file:PATH)"},
 		{"hmac with a bad encoding", config.Auth{Type: "hmac", Secret: config.NewSecret("s"), Encoding: "b32"}, `connectors.x.auth.encoding: "b32" is not allowed; use hex or base64`},
 		{"basic without anything", config.Auth{Type: "basic"}, "connectors.x.auth.password: is required for basic auth (env:NAME or file:PATH)\nconnectors.x.auth.username: is required for basic auth"},
@@ -161,6 +164,7 @@ func TestSignIsAcceptedByVerify(t *testing.T) {
 	for _, c := range []config.Auth{
 		{Type: "bearer", Token: config.NewSecret("tok")},
 		{Type: "basic", Username: "u", Password: config.NewSecret("p")},
+		{Type: "header", Header: "X-Token", Token: config.NewSecret("t")},
 		{Type: "hmac", Secret: config.NewSecret("k")},
 		{Type: "hmac", Secret: config.NewSecret("k"), Encoding: "base64", Prefix: "v1=", TimestampHeader: "X-Ts"},
 	} {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -100,6 +101,9 @@ func (e *VendorError) Fatal() bool {
 // ErrPollerStopped is returned by [PollRunner.Run] when the vendor refused
 // the credentials; an operator must act.
 var ErrPollerStopped = errors.New("poller stopped")
+
+// pageConcurrency bounds the tickets of one page stored at once.
+const pageConcurrency = 32
 
 // PollMetrics are the poll runner's metrics, shared by all sources.
 type PollMetrics struct {
@@ -299,14 +303,25 @@ func (r *PollRunner) once(ctx context.Context, log *zap.Logger, now func() time.
 			return false, 0, err
 		}
 	}
+	// Store the page's tickets concurrently (a backlog drains at the
+	// store's throughput, not at one round trip per ticket); the cursor is
+	// stored below only once every one of them was acknowledged.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pageConcurrency)
 	for i := range page.Tickets {
 		t := &page.Tickets[i]
 		t.Source = r.Source
-		if err := r.Sink.Ingest(ctx, *t); err != nil {
-			m.errors.WithLabelValues(r.Source, "store").Inc()
-			return false, 0, fmt.Errorf("store ticket %s: %w", t.ID, err)
-		}
-		m.tickets.WithLabelValues(r.Source, "stored").Inc()
+		g.Go(func() error {
+			if err := r.Sink.Ingest(gctx, *t); err != nil {
+				return fmt.Errorf("store ticket %s: %w", t.ID, err)
+			}
+			m.tickets.WithLabelValues(r.Source, "stored").Inc()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		m.errors.WithLabelValues(r.Source, "store").Inc()
+		return false, 0, err
 	}
 	for _, rej := range page.Rejects {
 		d := &ticket.DeadLetter{

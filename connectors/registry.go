@@ -181,7 +181,11 @@ func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logge
 		for k := range c.Options {
 			if !slices.Contains(spec.Options, k) {
 				keys := append([]string{"type", "auth", "max_body_bytes", "api", "poll"}, spec.Options...)
-				errs = append(errs, config.Errorf(src.Path(k), "unknown key %q for a %s connector; its keys are %s", k, c.Type, strings.Join(keys, ", ")))
+				msg := fmt.Sprintf("unknown key %q for a %s connector", k, c.Type)
+				if s := config.Suggest(k, keys); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				errs = append(errs, config.Errorf(src.Path(k), "%s; its keys are %s", msg, strings.Join(keys, ", ")))
 			}
 		}
 		if c.Poll.Enabled {
@@ -193,7 +197,9 @@ func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logge
 				out.Pollers[name] = p
 			}
 		}
-		if spec.NewWebhook == nil {
+		// A source without an auth block that polls takes no webhooks: it
+		// gets no URL rather than one that refuses everything.
+		if spec.NewWebhook == nil || (c.Poll.Enabled && c.Auth.Type == "") {
 			continue
 		}
 		wh, err := spec.NewWebhook(src)
@@ -214,23 +220,32 @@ func Build(cfg map[string]config.Connector, defaultMaxBody int64, log *zap.Logge
 				continue
 			}
 			ep.verify = auth.Verify
-			ep.sign = auth.Sign
+			ep.sign = func(body []byte, now time.Time) (http.Header, error) { return auth.Sign(body, now), nil }
 		}
 		if spec.Sign != nil {
-			ep.sign = func(body []byte, now time.Time) http.Header {
-				h, err := spec.Sign(src, body, now)
-				if err != nil {
-					return http.Header{}
-				}
-				return h
-			}
+			ep.sign = func(body []byte, now time.Time) (http.Header, error) { return spec.Sign(src, body, now) }
 		}
 		out.Endpoints[name] = ep
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, dedupe(errs)
 	}
 	return out, nil
+}
+
+// dedupe drops repeated errors: a vendor's webhook and poller constructors
+// may both report the same bad option.
+func dedupe(errs config.Errors) config.Errors {
+	seen := map[[2]string]bool{}
+	out := errs[:0]
+	for _, e := range errs {
+		k := [2]string{e.Path, e.Msg}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Endpoint is a configured webhook source, ready to serve.
@@ -240,14 +255,14 @@ type Endpoint struct {
 	Webhook      Webhook
 	MaxBodyBytes int64
 	verify       func(http.Header, []byte) error
-	sign         func([]byte, time.Time) http.Header
+	sign         func([]byte, time.Time) (http.Header, error)
 }
 
 // Sign returns the headers a sender must add to body so that this
 // endpoint accepts it at now (`deskrelay send`).
-func (e *Endpoint) Sign(body []byte, now time.Time) http.Header {
+func (e *Endpoint) Sign(body []byte, now time.Time) (http.Header, error) {
 	if e.sign == nil {
-		return http.Header{}
+		return http.Header{}, nil
 	}
 	return e.sign(body, now)
 }

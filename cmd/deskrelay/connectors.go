@@ -121,7 +121,11 @@ are in the file. Prints deskrelay's answer; exits 1 unless it is 2xx.`,
 			if err != nil {
 				return err
 			}
-			for k, vs := range ep.Sign(body, time.Now()) {
+			h, err := ep.Sign(body, time.Now())
+			if err != nil {
+				return fmt.Errorf("sign for connector %q: %w", name, err)
+			}
+			for k, vs := range h {
 				req.Header[k] = vs
 			}
 			req.Header.Set("Content-Type", "application/json")
