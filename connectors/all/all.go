@@ -3,5 +3,7 @@
 package all
 
 import (
-	_ "github.com/deskrelay/deskrelay/connectors/generic" // any tool that POSTs JSON
+	_ "github.com/deskrelay/deskrelay/connectors/freshservice" // Freshservice: workflow webhooks and ticket polling
+	_ "github.com/deskrelay/deskrelay/connectors/generic"      // any tool that POSTs JSON
+	_ "github.com/deskrelay/deskrelay/connectors/zendesk"      // Zendesk Support: signed webhooks and incremental export
 )
