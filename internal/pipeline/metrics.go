@@ -9,21 +9,24 @@ import (
 
 // Stages, the values of the stage label.
 const (
-	StageDecode  = "decode"
-	StageEnrich  = "enrich"
-	StageRoute   = "route"
-	StagePublish = "publish"
+	StageDecode = "decode"
+	StageEnrich = "enrich"
+	StageRoute  = "route"
+	// StagePublishRouted is the publish of the routed message.
+	StagePublishRouted = "publish_routed"
+	// StagePublishDLQ is the publish of a dead letter.
+	StagePublishDLQ = "publish_dlq"
 )
 
-var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublish}
+var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublishRouted, StagePublishDLQ}
 
 // Metrics are the processing stage's Prometheus collectors:
 //
 //	deskrelay_routed_total{tier,channel,profile}
 //	deskrelay_dlq_total{reason}
 //	deskrelay_ingest_to_routed_seconds
-//	deskrelay_stage_duration_seconds{stage="decode|enrich|route|publish"}
-//	deskrelay_pipeline_retries_total{stage="enrich|publish"}
+//	deskrelay_stage_duration_seconds{stage="decode|enrich|route|publish_routed|publish_dlq"}
+//	deskrelay_pipeline_retries_total{stage="enrich|publish_routed|publish_dlq"}
 //	deskrelay_pipeline_panics_total{stage}
 //	deskrelay_pipeline_consume_errors_total
 //
@@ -91,6 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.panics.WithLabelValues(s)
 	}
 	m.retries.WithLabelValues(StageEnrich)
-	m.retries.WithLabelValues(StagePublish)
+	m.retries.WithLabelValues(StagePublishRouted)
+	m.retries.WithLabelValues(StagePublishDLQ)
 	return m
 }

@@ -421,9 +421,9 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	routed := &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: p.now()}
-	err = p.guard(d, StagePublish, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
+	err = p.guard(d, StagePublishRouted, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
 	if err != nil {
-		p.retry(ctx, hctx, d, StagePublish, tk.ID, fmt.Errorf("publish routed: %w", err))
+		p.retry(ctx, hctx, d, StagePublishRouted, tk.ID, fmt.Errorf("publish routed: %w", err))
 		return
 	}
 	p.m.routed.WithLabelValues(string(dec.Tier), string(dec.Channel), string(prof.Name)).Inc()
@@ -473,9 +473,9 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 		FailedAt:   p.now(),
 	}
 	dl.SetPayload(d.msg.Data())
-	err := p.guard(d, StagePublish, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
+	err := p.guard(d, StagePublishDLQ, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
 	if err != nil {
-		p.m.retries.WithLabelValues(StagePublish).Inc()
+		p.m.retries.WithLabelValues(StagePublishDLQ).Inc()
 		d.log.Warn("dead letter not stored, message will be redelivered", zap.String("reason", reason),
 			zap.Duration("duration", RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)), zap.Error(err))
 		p.nakLater(d)

@@ -451,6 +451,38 @@ func TestFailedDeadLetterOnLastDeliveryIsRetried(t *testing.T) {
 	if got := testutil.ToFloat64(m.dlq.WithLabelValues(ticket.ReasonMaxDeliver)); got != 1 {
 		t.Errorf("deskrelay_dlq_total{reason=max_deliver} = %v, want 1", got)
 	}
+	for stage, want := range map[string]uint64{StagePublishDLQ: 3, StagePublishRouted: 0} {
+		if got := histogramCount(t, m.stage, stage); got != want {
+			t.Errorf("deskrelay_stage_duration_seconds{stage=%q} count = %d, want %d", stage, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.retries.WithLabelValues(StagePublishDLQ)); got != 2 {
+		t.Errorf("deskrelay_pipeline_retries_total{stage=publish_dlq} = %v, want 2", got)
+	}
+}
+
+// histogramCount returns the number of observations of h{stage}.
+func histogramCount(t *testing.T, h *prometheus.HistogramVec, stage string) uint64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(h); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == stage {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	t.Fatalf("no series stage=%q", stage)
+	return 0
 }
 
 // TestCrashBetweenPublishAndAck plays a processor that published the
@@ -613,6 +645,9 @@ func TestMetricsLint(t *testing.T) {
 		for _, p := range problems {
 			t.Errorf("metric %s: %s", p.Metric, p.Text)
 		}
+	}
+	if got := testutil.CollectAndCount(m.stage); got != 5 {
+		t.Errorf("deskrelay_stage_duration_seconds series = %d, want 5 (decode, enrich, route, publish_routed, publish_dlq)", got)
 	}
 	if got := testutil.CollectAndCount(m.dlq); got != len(ticket.Reasons) {
 		t.Errorf("deskrelay_dlq_total series = %d, want one per reason (%d)", got, len(ticket.Reasons))
