@@ -29,12 +29,14 @@ func init() {
 		NewWebhook: newWebhook,
 		NewPoller:  newPoller,
 		Check:      check,
+		Sign:       sign,
 	})
 }
 
 var (
-	_ connectors.Webhook = (*webhook)(nil)
-	_ connectors.Poller  = (*poller)(nil)
+	_ connectors.Webhook  = (*webhook)(nil)
+	_ connectors.Verifier = (*webhook)(nil)
+	_ connectors.Poller   = (*poller)(nil)
 )
 
 // optionKeys are the vendor keys of a servicenow source, besides the

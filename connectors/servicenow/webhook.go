@@ -4,31 +4,39 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
+	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
-// webhook decodes the body a Business Rule or Flow Designer step sends. It
-// does not verify the request: ServiceNow has no signature of its own, so
-// the ingress checks the source's auth block (bearer, basic, or hmac of
-// the raw body, optionally over a timestamp) before Normalize runs.
+// webhook decodes the body a Business Rule or Flow Designer step sends.
+// ServiceNow has no signature of its own: Verify applies the source's auth
+// block (bearer, basic, or hmac of the raw body, optionally over a
+// timestamp), which the ingress calls before Normalize. A polling source
+// without an auth block refuses every webhook.
 type webhook struct {
 	m       *mapper
 	callers *callers // nil unless lookup_caller_email
 	log     *zap.Logger
+	verify  func(http.Header, []byte) error
 }
 
 func newWebhook(src connectors.Source) (connectors.Webhook, error) {
 	o, err := decodeOptions(src)
-	if err != nil {
-		return nil, err
+	errs := config.AsErrors(err)
+	verify, err := webhookAuth(src)
+	errs = append(errs, config.AsErrors(err)...)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	w := &webhook{m: o.mapper, log: logger(src)}
+	w := &webhook{m: o.mapper, log: logger(src), verify: verify}
 	if o.lookup {
 		c, err := newClient(src)
 		if err != nil {
@@ -37,6 +45,34 @@ func newWebhook(src connectors.Source) (connectors.Webhook, error) {
 		w.callers = newCallers(c, o.cacheTTL, o.cacheSize, nil)
 	}
 	return w, nil
+}
+
+// webhookAuth returns the check of src's auth block.
+func webhookAuth(src connectors.Source) (func(http.Header, []byte) error, error) {
+	if src.Config.Auth.Type == "" && src.Config.Poll.Enabled {
+		return func(http.Header, []byte) error {
+			return fmt.Errorf("%w: source %q only polls; configure its auth block to accept webhooks", connectors.ErrUnauthorized, src.Name)
+		}, nil
+	}
+	a, err := connectors.NewAuth(src.Path("auth"), src.Config.Auth)
+	if err != nil {
+		return nil, err
+	}
+	return a.Verify, nil
+}
+
+// Verify checks the request against the source's auth block, over the raw
+// body and in constant time; the error wraps connectors.ErrUnauthorized.
+func (w *webhook) Verify(h http.Header, body []byte) error { return w.verify(h, body) }
+
+// sign returns the headers the source's auth block expects, for
+// `deskrelay send`.
+func sign(src connectors.Source, body []byte, now time.Time) (http.Header, error) {
+	a, err := connectors.NewAuth(src.Path("auth"), src.Config.Auth)
+	if err != nil {
+		return nil, err
+	}
+	return a.Sign(body, now), nil
 }
 
 // Normalize decodes one record: a JSON object in the Table API shape

@@ -514,3 +514,52 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestWebhookAuthBlock: without an auth block a polling source refuses
+// every webhook and a webhook source is a config error; Spec.Sign signs
+// as the auth block expects, for `deskrelay send`.
+func TestWebhookAuthBlock(t *testing.T) {
+	body := readFile(t, "outbound_business_rule.json")
+	spec, _ := connectors.Lookup("servicenow")
+	for _, tt := range []struct {
+		name    string
+		auth    config.Auth
+		polling bool
+		wantErr string // from newWebhook
+		sign    bool
+		want    string // "" = accepted, else a Verify error part
+	}{
+		{"a polling source without auth refuses webhooks", config.Auth{}, true, "", false, `source "snow" only polls`},
+		{"a webhook source needs an auth block", config.Auth{}, false, "connectors.snow.auth.type: is required", false, ""},
+		{"a bad auth block is reported with its path", config.Auth{Type: "hmac", Encoding: "base32"}, false, `connectors.snow.auth.encoding: "base32" is not allowed`, false, ""},
+		{"Sign makes what Verify accepts", fixtureAuth("k", 0), false, "", true, ""},
+		{"an unsigned request is refused", fixtureAuth("k", 0), false, "", false, "missing X-Deskrelay-Signature header"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := source(t, "https://example.service-now.com", nil, func(c *config.Connector) { c.Auth, c.Poll.Enabled = tt.auth, tt.polling })
+			wh, err := newWebhook(src)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("newWebhook = %v, want error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			if tt.sign {
+				if h, err = spec.Sign(src, body, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = wh.(connectors.Verifier).Verify(h, body)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Verify = %v, want accepted", err)
+			case tt.want != "" && (!errors.Is(err, connectors.ErrUnauthorized) || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Verify = %v, want ErrUnauthorized containing %q", err, tt.want)
+			}
+		})
+	}
+}

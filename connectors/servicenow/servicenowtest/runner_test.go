@@ -325,8 +325,10 @@ func TestRunnerCrashHalfPage(t *testing.T) {
 	if err := r.Run(ctx); err != nil {
 		t.Fatalf("Run of the dying runner = %v", err)
 	}
-	if n := e.ingestCount(t); n != 150 {
-		t.Fatalf("before the restart %d tickets are stored, want 150", n)
+	// The runner stores a page's tickets concurrently: page 1 is complete,
+	// and up to 50 of page 2 made it before the "crash".
+	if n := e.ingestCount(t); n < 100 || n > 150 {
+		t.Fatalf("before the restart %d tickets are stored, want 100 to 150", n)
 	}
 	cur, _ := e.cursors.Load(t.Context(), "snow")
 	var c struct {
