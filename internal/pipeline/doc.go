@@ -7,9 +7,12 @@
 // Nats-Msg-Id derived from the ingest id, no second routed message.
 //
 // Failures split in two. Permanent ones (a payload that is not a ticket,
-// an invalid ticket, no route, a panic) go to the dead-letter subject with
-// the reason, the error, the original payload and the source, and the
-// ingest message is acked. Transient ones (profile lookup, publish) are
+// an invalid ticket, no route, a routed message NATS can never take — too
+// large for max_payload, a tier or channel that is not a subject token —,
+// a panic) go to the dead-letter subject with the reason, the error, the
+// original payload and the source, and the ingest message is acked; a
+// dead letter too large to publish carries a reference to the ingest
+// message (stream and sequence, in its error text) instead of the payload. Transient ones (profile lookup, publish) are
 // nak'd with a delay that doubles with each delivery from the configured
 // retry_delay up to [MaxRetryDelay] ([RetryDelay]); a message still
 // failing on its max_deliver-th delivery goes to the dead letters as

@@ -423,7 +423,12 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 	routed := &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: p.now()}
 	err = p.guard(d, StagePublishRouted, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
 	if err != nil {
-		p.retry(ctx, hctx, d, StagePublishRouted, tk.ID, fmt.Errorf("publish routed: %w", err))
+		err = fmt.Errorf("publish routed: %w", err)
+		if permanentPublish(err) { // the same message would fail again
+			p.deadLetter(hctx, d, ticket.ReasonRouting, tk.ID, err)
+			return
+		}
+		p.retry(ctx, hctx, d, StagePublishRouted, tk.ID, err)
 		return
 	}
 	p.m.routed.WithLabelValues(string(dec.Tier), string(dec.Channel), string(prof.Name)).Inc()
@@ -457,10 +462,13 @@ func (p *Processor) retry(runCtx, ctx context.Context, d *delivery, stage, ticke
 }
 
 // deadLetter publishes d to <prefix>.dlq.<reason> with the error, the
-// original payload and the source, then acks it. If the dead letter cannot
-// be stored the message is nak'd with [RetryDelay], whatever its delivery
-// count: it is never left unacknowledged, and the next delivery processes
-// it again from the start.
+// original payload and the source, then acks it. A dead letter too large
+// to publish (over the server's max_payload or the dlq stream's
+// max_msg_size) is sent again without the payload, its Error ending in a
+// reference to the ingest message instead (see [payloadRef]). If the dead
+// letter cannot be stored the message is nak'd with [RetryDelay], whatever
+// its delivery count: it is never left unacknowledged, and the next
+// delivery processes it again from the start.
 func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketID string, cause error) {
 	dl := &ticket.DeadLetter{
 		Schema:     ticket.DeadLetterSchema,
@@ -473,10 +481,24 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 		FailedAt:   p.now(),
 	}
 	dl.SetPayload(d.msg.Data())
-	err := p.guard(d, StagePublishDLQ, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
+	publish := func() error {
+		return p.guard(d, StagePublishDLQ, func() error { return p.pub.PublishDLQ(ctx, "dlq:"+d.id, dl) })
+	}
+	err := publish()
+	if tooLarge(err) {
+		d.log.Warn("dead letter too large, sending it with a reference instead of the payload",
+			zap.String("reason", reason), zap.Int("bytes", len(d.msg.Data())), zap.Error(err))
+		dl.Payload, dl.PayloadBase64 = nil, nil
+		dl.Error += payloadRef(len(d.msg.Data()), d.meta.Stream, d.meta.Sequence.Stream)
+		err = publish()
+	}
 	if err != nil {
 		p.m.retries.WithLabelValues(StagePublishDLQ).Inc()
-		d.log.Warn("dead letter not stored, message will be redelivered", zap.String("reason", reason),
+		log := d.log.Warn
+		if permanentPublish(err) { // retried all the same, but someone must look
+			log = d.log.Error
+		}
+		log("dead letter not stored, message will be redelivered", zap.String("reason", reason),
 			zap.Duration("duration", RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)), zap.Error(err))
 		p.nakLater(d)
 		return
@@ -486,6 +508,30 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 	if err := d.msg.DoubleAck(ctx); err != nil {
 		d.log.Warn("ack after dead letter failed; the redelivery will not publish twice", zap.Error(err))
 	}
+}
+
+// payloadRef is appended to the Error of a dead letter sent without its
+// payload: "; payload of <n> bytes left out (too large for a dead
+// letter): message <seq> of stream <stream>". The ingest message stays
+// readable there until the stream's max_age (7 days by default). This
+// text is API: consumers of the dead letters parse it.
+func payloadRef(n int, stream string, seq uint64) string {
+	return fmt.Sprintf("; payload of %d bytes left out (too large for a dead letter): message %d of stream %s", n, seq, stream)
+}
+
+// tooLarge reports whether a publish failed because the message is larger
+// than the server (max_payload) or the stream (max_msg_size) accepts.
+func tooLarge(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum)
+}
+
+// permanentPublish reports whether a publish failed for a reason that
+// retrying the same message cannot change: too large, a subject token
+// (tier, channel, reason) NATS refuses, or a message that cannot be
+// encoded.
+func permanentPublish(err error) bool {
+	var bad interface{ BadInput() bool }
+	return tooLarge(err) || errors.Is(err, bus.ErrInvalidToken) || (errors.As(err, &bad) && bad.BadInput())
 }
 
 // lastToken returns the part of subject after its last dot: the source of

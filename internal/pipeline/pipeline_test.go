@@ -317,6 +317,91 @@ func TestPermanentFailuresGoToTheDeadLetters(t *testing.T) {
 	}
 }
 
+// TestUnpublishableRoutedMessageIsDeadLettered plays a ticket stored
+// close to max_payload (by an older deskrelay or another producer): its
+// routed message can never be published, so it goes to the routing dead
+// letters at once, with its payload when that fits and a reference to the
+// ingest message when it does not.
+func TestUnpublishableRoutedMessageIsDeadLettered(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		slack      int // bytes the ingest payload leaves under max_payload
+		extraHints int // bytes of hints the router adds
+		withRef    bool
+	}{
+		{"a ticket near max_payload is dead-lettered with a reference", 400, 0, true},
+		{"a ticket whose hints overflow is dead-lettered with its payload", 100 << 10, 200 << 10, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, config.Pipeline{})
+			dlqCh := e.subscribe(t, "deskrelay.dlq.>")
+			big := routerFunc(func(*ticket.Ticket, *ticket.Profile) (ticket.Routing, error) {
+				r, _ := toL2Portal(nil, nil)
+				r.Hints.Extra = map[string]string{"script": strings.Repeat("h", tt.extraHints)}
+				return r, nil
+			})
+			m := NewMetrics(nil)
+			run(t, e.processor(t, doer, big, nil, m))
+
+			tk := goodTicket("INC40")
+			size := int(e.nc.MaxPayload()) - tt.slack
+			tk.Description = strings.Repeat("d", size-len(mustJSON(t, tk))-len(`,"description":""`))
+			payload := mustJSON(t, tk)
+			ack, err := e.bus.JetStream().Publish(t.Context(), "deskrelay.ingest.snow-prod", payload, jetstream.WithMsgID(tk.MsgID()))
+			if err != nil {
+				t.Fatalf("publish %d-byte ticket to ingest: %v", len(payload), err)
+			}
+
+			msg := receive(t, dlqCh, "dead letter")
+			d := decodeDLQ(t, msg)
+			if msg.Subject != "deskrelay.dlq.routing" || d.Deliveries != 1 || d.TicketID != "INC40" ||
+				!strings.Contains(d.Error, "publish routed") || !strings.Contains(d.Error, nats.ErrMaxPayload.Error()) {
+				t.Errorf("dead letter on %s = deliveries %d, ticket %q, error %q; want deskrelay.dlq.routing, 1, INC40, the max payload error",
+					msg.Subject, d.Deliveries, d.TicketID, d.Error)
+			}
+			ref := fmt.Sprintf("; payload of %d bytes left out (too large for a dead letter): message %d of stream DESKRELAY_INGEST", len(payload), ack.Sequence)
+			switch {
+			case tt.withRef && (len(d.Payload) != 0 || !strings.HasSuffix(d.Error, ref)):
+				t.Errorf("dead letter payload %d bytes, error %q; want no payload and the error ending in %q", len(d.Payload), d.Error, ref)
+			case !tt.withRef && string(d.Payload) != string(payload):
+				t.Errorf("dead letter payload %d bytes, want the original %d", len(d.Payload), len(payload))
+			}
+			e.waitAcked(t)
+			if n := e.streamMsgs(t, bus.KindRouted); n != 0 {
+				t.Errorf("routed stream holds %d messages, want 0", n)
+			}
+			if got := testutil.ToFloat64(m.retries.WithLabelValues(StagePublishRouted)); got != 0 {
+				t.Errorf("deskrelay_pipeline_retries_total{stage=publish_routed} = %v, want 0 (not transient)", got)
+			}
+			if got := testutil.ToFloat64(m.dlq.WithLabelValues(ticket.ReasonRouting)); got != 1 {
+				t.Errorf("deskrelay_dlq_total{reason=routing} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestPermanentPublishErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"over max_payload is permanent", fmt.Errorf("publish x: %w", nats.ErrMaxPayload), true},
+		{"over the stream's max_msg_size is permanent", fmt.Errorf("publish x: nats: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamMessageExceedsMaximum}), true},
+		{"a tier that is not a subject token is permanent", fmt.Errorf("bus: publish routed: %w: %q", bus.ErrInvalidToken, "l 2"), true},
+		{"a message that cannot be encoded is permanent", fmt.Errorf("bus: publish routed: %w", &bus.InputError{Err: errors.New("json: unsupported value")}), true},
+		{"a timeout is transient", fmt.Errorf("publish x: %w", context.DeadlineExceeded), false},
+		{"a lost connection is transient", fmt.Errorf("publish x: %w", bus.ErrNotConnected), false},
+		{"no stream answering is transient", fmt.Errorf("publish x: %w", jetstream.ErrNoStreamResponse), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := permanentPublish(tt.err); got != tt.want {
+				t.Errorf("permanentPublish(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
 func mustJSON(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
