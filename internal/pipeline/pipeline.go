@@ -184,10 +184,11 @@ const (
 // of 100ms doubling up to 30s, by a new message iterator. Run returns an
 // error, prefixed "pipeline:", only when it cannot go on: an invalid
 // option ([ErrInvalidOption]), a closed connection
-// ([nats.ErrConnectionClosed] or [jetstream.ErrConnectionClosed]), or a consumer that was deleted or refuses
-// the pull ([jetstream.ErrConsumerDeleted], [jetstream.ErrConsumerNotFound],
+// ([nats.ErrConnectionClosed] or [jetstream.ErrConnectionClosed]), or a
+// consumer that was deleted or refuses the pull
+// ([jetstream.ErrConsumerDeleted], [jetstream.ErrConsumerNotFound],
 // [jetstream.ErrBadRequest]); recreating a deleted consumer is the
-// caller's business (bus.Bus.IngestConsumer).
+// caller's business ([bus.Bus.IngestConsumer]).
 func (p *Processor) Run(ctx context.Context) error {
 	if p.err != nil {
 		return fmt.Errorf("pipeline: %w", p.err)
