@@ -24,7 +24,7 @@ const TimeLayout = "2006-01-02 15:04:05"
 var Fields = []string{
 	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
 	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "configuration_item", "opened_at", "updated_at", "tags",
+	"assignment_group", "configuration_item", "opened_at", "updated_at", "version", "tags",
 }
 
 // defaultFields maps each ticket field to the record fields it is read
@@ -64,6 +64,9 @@ func defaultFields(table string) map[string][]string {
 		"configuration_item": {"cmdb_ci.name", "cmdb_ci"},
 		"opened_at":          {"opened_at"},
 		"updated_at":         {"sys_updated_on"},
+		// sys_mod_count tells apart two saves within one second of
+		// sys_updated_on (it is part of the de-duplication key).
+		"version": {"sys_mod_count"},
 	}
 }
 
@@ -344,6 +347,8 @@ func (m *mapper) set(t *ticket.Ticket, field, s string) error {
 		t.OpenedAt, err = parseTime(s)
 	case "updated_at":
 		t.UpdatedAt, err = parseTime(s)
+	case "version":
+		t.Version = s
 	case "tags":
 		for tag := range strings.SplitSeq(s, ",") {
 			if tag = strings.TrimSpace(tag); tag != "" {

@@ -352,7 +352,7 @@ func TestWebhookThroughIngress(t *testing.T) {
 			if got.ID != "59a60bfcb9e24a4ba04482e650fb4efd" || got.Caller.Email != "trina.trier@example.com" || got.Priority != 5 || got.Channel != ticket.ChannelEmail {
 				t.Errorf("stored ticket = %+v", got)
 			}
-			if want := "snow:59a60bfcb9e24a4ba04482e650fb4efd:2024-05-13T10:15:42Z"; got.MsgID() != want {
+			if want := "snow:59a60bfcb9e24a4ba04482e650fb4efd:2024-05-13T10:15:42Z:0"; got.MsgID() != want { // sys_mod_count 0
 				t.Errorf("MsgID = %q, want %q", got.MsgID(), want)
 			}
 		})
