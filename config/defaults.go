@@ -41,7 +41,7 @@ func Default() Config {
 		},
 		Pipeline: Pipeline{
 			Durable:       "deskrelay-pipeline",
-			MaxDeliver:    5,
+			MaxDeliver:    10,
 			AckWait:       30 * time.Second,
 			MaxAckPending: 1000,
 			Workers:       4,

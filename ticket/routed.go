@@ -146,7 +146,14 @@ type DeadLetter struct {
 	Deliveries    int             `json:"deliveries,omitempty"`
 	Payload       json.RawMessage `json:"payload,omitempty"`
 	PayloadBase64 []byte          `json:"payload_base64,omitempty"`
-	FailedAt      time.Time       `json:"failed_at"`
+	// IngestStream and IngestSeq locate the original message in the ingest
+	// stream (kept there until its max_age), when it came from there. When
+	// the payload was too large for a dead letter, PayloadOmitted is true
+	// and this is the only way to it.
+	IngestStream   string    `json:"ingest_stream,omitempty"`
+	IngestSeq      uint64    `json:"ingest_seq,omitempty"`
+	PayloadOmitted bool      `json:"payload_omitted,omitempty"`
+	FailedAt       time.Time `json:"failed_at"`
 }
 
 // DLQ reasons: the last token of the dead-letter subject.

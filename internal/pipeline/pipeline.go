@@ -480,6 +480,9 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 		Subject:    d.msg.Subject(),
 		Deliveries: int(d.meta.NumDelivered),
 		FailedAt:   p.now(),
+
+		IngestStream: d.meta.Stream,
+		IngestSeq:    d.meta.Sequence.Stream,
 	}
 	dl.SetPayload(d.msg.Data())
 	publish := func() error {
@@ -489,7 +492,7 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 	if tooLarge(err) {
 		d.log.Warn("dead letter too large, sending it with a reference instead of the payload",
 			zap.String("reason", reason), zap.Int("bytes", len(d.msg.Data())), zap.Error(err))
-		dl.Payload, dl.PayloadBase64 = nil, nil
+		dl.Payload, dl.PayloadBase64, dl.PayloadOmitted = nil, nil, true
 		dl.Error += payloadRef(len(d.msg.Data()), d.meta.Stream, d.meta.Sequence.Stream)
 		err = publish()
 	}
