@@ -33,6 +33,12 @@ type running struct {
 // by the kernel and a temporary data dir; env may override more keys.
 func startServe(t testing.TB, env map[string]string) *running {
 	t.Helper()
+	return startServeWith(t, exampleConfig, env)
+}
+
+// startServeWith is startServe on another config file.
+func startServeWith(t testing.TB, configPath string, env map[string]string) *running {
+	t.Helper()
 	t.Setenv("DESKRELAY_DATA_DIR", t.TempDir())
 	t.Setenv("DESKRELAY_HTTP_LISTEN", "127.0.0.1:0")
 	t.Setenv("DESKRELAY_NATS_EMBEDDED_LISTEN", "127.0.0.1:0")
@@ -47,7 +53,7 @@ func startServe(t testing.TB, env map[string]string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan addrs, 1)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, &globals{configPath: exampleConfig, logFormat: "console"}, ready) }()
+	go func() { done <- serve(ctx, &globals{configPath: configPath, logFormat: "console"}, ready) }()
 	r := &running{token: strings.TrimSpace(string(token))}
 	select {
 	case r.addrs = <-ready:
