@@ -3,6 +3,7 @@ package jsm
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -246,7 +247,23 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 		}
 		*f.dst = tm
 	}
+	if err := checkTicket(t); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
 	return t, notes, nil
+}
+
+// checkTicket applies the ticket's own rules (an id without control
+// characters, plausible times, …) so that what cannot be stored is refused
+// here, as input, and not by the store.
+func checkTicket(t ticket.Ticket) error {
+	t.Source = "-" // set by the ingress or the runner
+	err := t.Validate()
+	var ve *ticket.ValidationError
+	if errors.As(err, &ve) && len(ve.Fields) > 0 {
+		return connectors.Inputf(ve.Fields[0].Field, "%s", ve.Fields[0].Msg)
+	}
+	return err
 }
 
 // stateOf maps a status by name, then id, then category, and keeps an

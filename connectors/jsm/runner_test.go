@@ -238,8 +238,10 @@ func TestRunnerRestartsAfterDyingMidPage(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the runner did not reach its death within 20s")
 	}
-	if got := js.count(t, bus.KindIngest); got != 150 {
-		t.Fatalf("before the restart the stream holds %d, want 150", got)
+	// The runner stores a page's tickets in parallel: some of the page it
+	// died in are stored, some not, and its cursor was not stored.
+	if got := js.count(t, bus.KindIngest); got <= 100 || got >= 200 {
+		t.Fatalf("before the restart the stream holds %d, want the first page and part of the next (100 < n < 200)", got)
 	}
 	// A new process: a new poller from the stored cursor.
 	sink := &countingSink{next: js.b}
@@ -253,8 +255,8 @@ func TestRunnerRestartsAfterDyingMidPage(t *testing.T) {
 	if got := js.count(t, bus.KindIngest); got != n {
 		t.Errorf("ingest stream holds %d messages, want %d: nothing lost, nothing doubled", got, n)
 	}
-	// The restart re-hands the page it died in (100 tickets, of which 50
-	// were stored and are dropped by Nats-Msg-Id), and nothing else twice.
+	// The restart re-hands the page it died in (part of which was stored
+	// and is dropped by Nats-Msg-Id), and nothing else twice.
 	if got := sink.n.Load(); got != n-100 {
 		t.Errorf("restarted runner handed over %d tickets, want %d", got, n-100)
 	}

@@ -199,6 +199,9 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 		// Comment events may carry an issue without updated.
 		t.UpdatedAt = sent
 	}
+	if err := checkTicket(t); err != nil {
+		return ticket.Ticket{}, err
+	}
 	t.Raw = json.RawMessage(bytes.Clone(body))
 	log := w.log.With(zap.String("ticket_id", t.ID), zap.String("webhook_id", truncate(h.Get(HeaderIdentifier), 64)))
 	for _, n := range notes {
