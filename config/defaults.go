@@ -52,6 +52,15 @@ func Default() Config {
 			CompetenceThreshold: 5,
 			AttitudeThreshold:   5,
 			LookupTimeout:       200 * time.Millisecond,
+			Order:               []string{"directory"},
+			Cache:               ProfileCache{TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second, MaxEntries: 10000},
+			Surveys:             Surveys{DefaultScale: "0-10", History: 10},
+			Familiar: Familiar{
+				Enabled:  true,
+				History:  5,
+				States:   []string{"resolved", "closed"},
+				Profiles: []string{"supported", "trier"},
+			},
 		},
 		Routing: Routing{
 			PriorityMatrix:  [][]int{{1, 2, 3}, {2, 3, 4}, {3, 4, 5}},

@@ -206,6 +206,95 @@ type Profiles struct {
 	AttitudeThreshold   float64                 `mapstructure:"attitude_threshold"`
 	LookupTimeout       time.Duration           `mapstructure:"lookup_timeout"`
 	Hints               map[string]ProfileHints `mapstructure:"hints"`
+	// Order lists the profile sources by name, tried first to last:
+	// "directory" (the KV bucket) and the names under Sources.
+	Order []string `mapstructure:"order"`
+	// Sources are the lookups beyond the directory, by name (the name is
+	// the profile's source and a metric label).
+	Sources map[string]ProfileSource `mapstructure:"sources"`
+	// ScoreScales are the scales scores may come on (surveys, score
+	// fields), by name; "0-10" and "1-5" are built in and may be
+	// overridden.
+	ScoreScales map[string]ScoreScale `mapstructure:"score_scales"`
+	Cache       ProfileCache          `mapstructure:"cache"`
+	Surveys     Surveys               `mapstructure:"surveys"`
+	Familiar    Familiar              `mapstructure:"familiar"`
+}
+
+// ProfileSource configures one profile source: a field of the ITSM's user
+// record (type itsm) or a generic HTTP lookup (type http).
+type ProfileSource struct {
+	Type string `mapstructure:"type"` // itsm or http
+	// Timeout bounds one lookup of this source (default
+	// profiles.lookup_timeout).
+	Timeout time.Duration `mapstructure:"timeout"`
+
+	// Connector (itsm) names the ServiceNow connector whose api block is
+	// used to read sys_user.
+	Connector string `mapstructure:"connector"`
+	// Field (itsm) holds a profile name; CompetenceField and
+	// AttitudeField hold two scores on Scale instead.
+	Field           string `mapstructure:"field"`
+	CompetenceField string `mapstructure:"competence_field"`
+	AttitudeField   string `mapstructure:"attitude_field"`
+
+	// URL (http) is the lookup URL with {email} and/or {id}, escaped
+	// where they stand.
+	URL  string  `mapstructure:"url"`
+	Auth APIAuth `mapstructure:"auth"`
+	// ProfilePath (http) is the gjson path of the profile name in the
+	// answer; CompetencePath and AttitudePath are those of two scores
+	// on Scale instead.
+	ProfilePath    string `mapstructure:"profile_path"`
+	CompetencePath string `mapstructure:"competence_path"`
+	AttitudePath   string `mapstructure:"attitude_path"`
+	MaxRetries     int    `mapstructure:"max_retries"`
+
+	// Scale names the score scale of the score fields (default "0-10").
+	Scale string `mapstructure:"scale"`
+	// Values translates the source's own profile names (lower-case) to
+	// deskrelay's: {expert: doer}.
+	Values map[string]string `mapstructure:"values"`
+}
+
+// ScoreScale is a scale of competence and attitude scores, from Min to
+// Max; a score at or above a threshold is high competence / "I fix it
+// myself".
+type ScoreScale struct {
+	Min                 float64 `mapstructure:"min"`
+	Max                 float64 `mapstructure:"max"`
+	CompetenceThreshold float64 `mapstructure:"competence_threshold"`
+	AttitudeThreshold   float64 `mapstructure:"attitude_threshold"`
+}
+
+// ProfileCache configures the cache in front of the profile sources.
+type ProfileCache struct {
+	// TTL is how long a known profile is kept, NegativeTTL how long
+	// "nobody knows this caller"; MaxEntries bounds the cache (0: no
+	// cache).
+	TTL         time.Duration `mapstructure:"ttl"`
+	NegativeTTL time.Duration `mapstructure:"negative_ttl"`
+	MaxEntries  int           `mapstructure:"max_entries"`
+}
+
+// Surveys configures survey answers (POST /surveys, <prefix>.surveys).
+type Surveys struct {
+	// DefaultScale is the scale of an answer that names none.
+	DefaultScale string `mapstructure:"default_scale"`
+	// History is how many answers are kept per caller.
+	History int `mapstructure:"history"`
+}
+
+// Familiar configures remembering who resolved a caller's tickets.
+type Familiar struct {
+	Enabled bool `mapstructure:"enabled"`
+	// History is how many resolutions are kept per caller.
+	History int `mapstructure:"history"`
+	// States are the ticket states that mean resolved.
+	States []string `mapstructure:"states"`
+	// Profiles are the profiles that get familiar_agent and
+	// familiar_group hints.
+	Profiles []string `mapstructure:"profiles"`
 }
 
 // ProfileHints overrides the built-in hints of one profile. Empty fields
