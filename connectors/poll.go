@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -303,6 +304,22 @@ func (r *PollRunner) once(ctx context.Context, log *zap.Logger, now func() time.
 			return false, 0, err
 		}
 	}
+	// A ticket the store would refuse blocks the poller forever if it is
+	// retried: dead-letter it with the vendor's record instead.
+	valid := page.Tickets[:0:0]
+	for _, t := range page.Tickets {
+		t.Source = r.Source
+		if err := t.Validate(); err != nil {
+			payload := []byte(t.Raw)
+			if len(payload) == 0 {
+				payload, _ = json.Marshal(t)
+			}
+			page.Rejects = append(page.Rejects, Reject{ID: t.ID, Err: err, Payload: payload})
+			continue
+		}
+		valid = append(valid, t)
+	}
+	page.Tickets = valid
 	// Store the page's tickets concurrently (a backlog drains at the
 	// store's throughput, not at one round trip per ticket); the cursor is
 	// stored below only once every one of them was acknowledged.
@@ -310,7 +327,6 @@ func (r *PollRunner) once(ctx context.Context, log *zap.Logger, now func() time.
 	g.SetLimit(pageConcurrency)
 	for i := range page.Tickets {
 		t := &page.Tickets[i]
-		t.Source = r.Source
 		g.Go(func() error {
 			if err := r.Sink.Ingest(gctx, *t); err != nil {
 				return fmt.Errorf("store ticket %s: %w", t.ID, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +213,18 @@ func TestPollRunner(t *testing.T) {
 			}},
 			wantTickets: 1, wantCursor: "c1",
 		},
+		{
+			name: "a ticket the store would refuse is dead-lettered, not retried forever",
+			steps: []func([]byte) (Page, error){func([]byte) (Page, error) {
+				return Page{Cursor: []byte("c1"), Tickets: []ticket.Ticket{{ID: "1", Title: "t"}, {ID: "\x7f", Title: "t"}, {ID: "3"}}}, nil
+			}},
+			wantTickets: 1, wantCursor: "c1",
+			check: func(t *testing.T, _ []time.Duration, p *script) {
+				if p.calls != 1 {
+					t.Errorf("polled %d times, want once", p.calls)
+				}
+			},
+		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			store := &memStore{cursors: map[string][]byte{}, failAt: tt.failIngest}
@@ -226,6 +239,9 @@ func TestPollRunner(t *testing.T) {
 				if tk.Source != "src" {
 					t.Errorf("stored ticket source = %q, want the configured name", tk.Source)
 				}
+			}
+			if strings.Contains(tt.name, "refuse") && len(store.dead) != 2 {
+				t.Errorf("dead letters = %d, want the two invalid tickets", len(store.dead))
 			}
 			if got := string(store.cursors["src"]); got != tt.wantCursor {
 				t.Errorf("stored cursor = %q, want %q", got, tt.wantCursor)
