@@ -32,6 +32,12 @@ const vendorConnectors = `connectors:
   freshservice:
     type: freshservice
     auth: {type: header, header: X-Deskrelay-Token, token: env:TEST_FRESH_TOKEN}
+  jsm:
+    type: jsm
+    auth: {type: hmac, secret: env:TEST_JIRA_SECRET}
+    impact_field: customfield_10004
+    urgency_field: customfield_10045
+    request_type_field: customfield_10010
 `
 
 // vendorConfig writes the example config with vendorConnectors into a
@@ -65,6 +71,7 @@ func vendorConfig(t *testing.T) string {
 	t.Setenv("TEST_SNOW_SECRET", "deskrelay-servicenow-example-secret")
 	t.Setenv("TEST_ZENDESK_SECRET", "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ==")
 	t.Setenv("TEST_FRESH_TOKEN", "example-shared-token-do-not-use")
+	t.Setenv("TEST_JIRA_SECRET", "deskrelay-jira-example-secret")
 	return path
 }
 
@@ -90,6 +97,7 @@ func TestServeRoutesEachVendorsFixture(t *testing.T) {
 		"59a60bfcb9e24a4ba04482e650fb4efd": {"servicenow", "trina.trier@example.com", "ed3b7c29563ff74f4fb0f8c15f0043f0", 5, ticket.ChannelEmail, ticket.Trier},
 		"5158":                             {"zendesk", "aisha.doer@example.com", "29001000000101", 2, ticket.ChannelPortal, ticket.Doer},
 		"203":                              {"freshservice", "trina.trier@example.com", "", 4, ticket.ChannelEmail, ticket.Trier},
+		"10042":                            {"jsm", "aisha.doer@example.com", "qm:4f5b2c1e-8a7d-4e3b-9c21-6d0e5a7b3f11:9b8e7d6c-5a4b-4c3d-8e2f-1a0b9c8d7e6f", 2, ticket.ChannelPortal, ticket.Doer},
 	}
 	for _, w := range want {
 		body, err := os.ReadFile(filepath.Join("testdata", "vendors", w.source+".json"))
