@@ -319,7 +319,11 @@ func TestIngress(t *testing.T) {
 	sig := readSignature(t, "webhook_ticket_created_event.signature.json")
 	at, _ := time.Parse(time.RFC3339, sig.Timestamp)
 	eps := built.Endpoints
-	if got := eps["zd"].Sign(readFile(t, sig.BodyFile), at).Get(HeaderSignature); got != sig.ExpectedHeaders[HeaderSignature] {
+	signed, err := eps["zd"].Sign(readFile(t, sig.BodyFile), at)
+	if err != nil {
+		t.Fatalf("Endpoint.Sign: %v", err)
+	}
+	if got := signed.Get(HeaderSignature); got != sig.ExpectedHeaders[HeaderSignature] {
 		t.Errorf("Endpoint.Sign = %q, want %q", got, sig.ExpectedHeaders[HeaderSignature])
 	}
 	eps["zd"].Webhook.(*webhook).now = func() time.Time { return at.Add(30 * time.Second) }
