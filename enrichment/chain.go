@@ -36,61 +36,161 @@ var ErrNoAnswer = errors.New("no profile source answered")
 const SourceNone = "none"
 
 // Chain asks its sources in order for a caller's profile and returns the
-// first hit. It is safe for concurrent use.
+// first hit, keeping answers in a [Cache] when it has one. It is safe for
+// concurrent use.
 type Chain struct {
 	log     *zap.Logger
 	timeout time.Duration
 	sources []chainSource
+	cache   *Cache
+	m       *Metrics
+	now     func() time.Time
 }
 
 type chainSource struct {
 	Source
-	name string
-	n    counters
+	name    string
+	timeout time.Duration
+	n       counters
+}
+
+// Timeouter is implemented by a [Source] that has its own per-lookup
+// timeout; the chain's timeout applies to the others.
+type Timeouter interface {
+	Timeout() time.Duration
 }
 
 // NewChain returns a chain over sources, tried in order. Each source gets
-// at most timeout per lookup (no limit when timeout ≤ 0); a source that
-// fails or times out is logged at warn level and counted in m, and the
-// chain goes on to the next. A nil m counts into unregistered collectors.
+// at most timeout per lookup (no limit when timeout ≤ 0), or its own
+// timeout when it is a [Timeouter]; a source that fails or times out is
+// logged at warn level and counted in m, and the chain goes on to the
+// next. A nil m counts into unregistered collectors.
 func NewChain(log *zap.Logger, m *Metrics, timeout time.Duration, sources ...Source) *Chain {
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	c := &Chain{log: log.Named("enrichment"), timeout: timeout}
+	c := &Chain{log: log.Named("enrichment"), timeout: timeout, m: m, now: time.Now}
 	for _, s := range sources {
 		name := s.Name()
-		c.sources = append(c.sources, chainSource{Source: s, name: name, n: m.forSource(name)})
+		d := timeout
+		if t, ok := s.(Timeouter); ok && t.Timeout() > 0 {
+			d = t.Timeout()
+		}
+		c.sources = append(c.sources, chainSource{Source: s, name: name, timeout: d, n: m.forSource(name)})
 	}
 	return c
 }
 
-// Lookup returns the caller's profile from the first source that knows it.
-// A profile without a Source is labelled with the source's name. When no
-// source knows the caller, or the ticket names no caller, the profile is
-// unknown with Source [SourceNone] and a Reason that names which keys were
-// tried and which sources did not answer (never the caller's email or id).
-// When no source could give a definite answer (every one failed or timed
-// out), the error wraps [ErrNoAnswer]: the caller should retry later
-// rather than serve the ticket as unknown. The error is also non-nil when
-// ctx is done.
+// WithCache returns a copy of c that answers from cache when it can and
+// keeps what its sources answer there: known profiles, and unknown ones
+// when every source answered. Answers that end in an error are not kept.
+func (c *Chain) WithCache(cache *Cache) *Chain {
+	cc := *c
+	cc.cache = cache
+	return &cc
+}
+
+// Sources returns the names of the chain's sources, in order.
+func (c *Chain) Sources() []string {
+	names := make([]string, len(c.sources))
+	for i, s := range c.sources {
+		names[i] = s.name
+	}
+	return names
+}
+
+// Lookup returns the caller's profile from the cache, else from the first
+// source that knows it. A profile without a Source is labelled with the
+// source's name. When no source knows the caller, or the ticket names no
+// caller, the profile is unknown with Source [SourceNone] and a Reason
+// that names which keys were tried and which sources did not answer
+// (never the caller's email or id). When no source could give a definite
+// answer (every one failed or timed out), the error wraps [ErrNoAnswer]:
+// the caller should retry later rather than serve the ticket as unknown.
+// The error is also non-nil when ctx is done.
+//
+// The profile may share its Competence and Attitude with the cache and
+// the directory: do not modify them. On a cache hit Lookup does not
+// allocate.
 func (c *Chain) Lookup(ctx context.Context, caller ticket.Caller) (ticket.Profile, error) {
+	p, _, err := c.lookup(ctx, caller, nil, false)
+	return p, err
+}
+
+// Step is what one source answered during [Chain.Explain].
+type Step struct {
+	Source string `json:"source"`
+	// Result is hit, miss, error or timeout.
+	Result   string          `json:"result"`
+	Duration time.Duration   `json:"duration"`
+	Error    string          `json:"error,omitempty"`
+	Profile  *ticket.Profile `json:"profile,omitempty"`
+}
+
+// Trace explains one lookup: the profile, which source gave it and when,
+// and what every source asked answered.
+type Trace struct {
+	Profile ticket.Profile `json:"profile"`
+	// Source is the source that answered, or [SourceNone].
+	Source string `json:"source"`
+	// At is when the sources answered; for a cached profile, when it was
+	// cached.
+	At     time.Time `json:"at"`
+	Cached bool      `json:"cached"`
+	Steps  []Step    `json:"steps"`
+}
+
+// Explain looks the caller up as [Chain.Lookup] does and records every
+// step. With all, it asks every source, even after a hit (the profile is
+// still the first hit's), and skips the cache.
+func (c *Chain) Explain(ctx context.Context, caller ticket.Caller, all bool) (Trace, error) {
+	tr := &Trace{}
+	p, at, err := c.lookup(ctx, caller, tr, all)
+	tr.Profile, tr.At = p, at
+	tr.Source = p.Source
+	return *tr, err
+}
+
+func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all bool) (ticket.Profile, time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return ticket.Profile{}, err
+		c.m.chainCounters[LookupCancelled].Inc()
+		return ticket.Profile{}, time.Time{}, err
 	}
 	if caller.ID == "" && caller.Email == "" {
-		return unknown("no caller id or email on the ticket"), nil
+		c.m.chainCounters[LookupUnknown].Inc()
+		return unknown("no caller id or email on the ticket"), c.now(), nil
 	}
-	var failed []string
-	answered := false
+	var gen uint64
+	if c.cache != nil && !all {
+		if p, at, ok := c.cache.get(caller); ok {
+			c.m.chainCounters[LookupCached].Inc()
+			if tr != nil {
+				tr.Cached = true
+			}
+			return p, at, nil
+		}
+		gen = c.cache.generation()
+	}
+	var (
+		failed   []string
+		answered bool
+		found    *ticket.Profile
+	)
 	for i := range c.sources {
 		s := &c.sources[i]
-		p, ok, result, err := c.try(ctx, s, caller)
+		p, ok, result, err := c.try(ctx, s, caller, tr)
 		if err != nil {
-			return ticket.Profile{}, err
+			c.m.chainCounters[LookupCancelled].Inc()
+			return ticket.Profile{}, time.Time{}, err
 		}
 		if ok {
-			return p, nil
+			if found == nil {
+				found = &p
+			}
+			if !all {
+				break
+			}
+			continue
 		}
 		if result == ResultMiss {
 			answered = true
@@ -98,25 +198,54 @@ func (c *Chain) Lookup(ctx context.Context, caller ticket.Caller) (ticket.Profil
 			failed = append(failed, s.name+" ("+result+")")
 		}
 	}
-	if !answered && len(failed) > 0 {
-		return ticket.Profile{}, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
+	at := c.now()
+	if found != nil {
+		c.m.chainCounters[LookupKnown].Inc()
+		if c.cache != nil && !all {
+			c.cache.put(caller, *found, at, gen)
+		}
+		return *found, at, nil
 	}
+	if !answered && len(failed) > 0 {
+		c.m.chainCounters[LookupNoAnswer].Inc()
+		return ticket.Profile{}, at, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
+	}
+	c.m.chainCounters[LookupUnknown].Inc()
 	reason := "caller " + triedKeys(caller) + " not in any profile source"
 	if len(failed) > 0 {
 		reason += "; no answer from " + strings.Join(failed, ", ")
+	} else if c.cache != nil && !all {
+		// Every source said no: remember that for the negative TTL.
+		c.cache.put(caller, unknown(reason), at, gen)
 	}
-	return unknown(reason), nil
+	return unknown(reason), at, nil
 }
 
 // try asks one source. err is non-nil only when ctx is done.
-func (c *Chain) try(ctx context.Context, s *chainSource, caller ticket.Caller) (p ticket.Profile, ok bool, result string, err error) {
+func (c *Chain) try(ctx context.Context, s *chainSource, caller ticket.Caller, tr *Trace) (p ticket.Profile, ok bool, result string, err error) {
 	sctx, cancel := ctx, context.CancelFunc(func() {})
-	if c.timeout > 0 {
-		sctx, cancel = context.WithTimeout(ctx, c.timeout)
+	if s.timeout > 0 {
+		sctx, cancel = context.WithTimeout(ctx, s.timeout)
 	}
 	defer cancel()
 	start := time.Now()
 	p, ok, lerr := s.Lookup(sctx, caller)
+	if tr != nil {
+		defer func() {
+			if err != nil {
+				return
+			}
+			st := Step{Source: s.name, Result: result, Duration: time.Since(start)}
+			if lerr != nil {
+				st.Error = lerr.Error()
+			}
+			if ok {
+				pc := p
+				st.Profile = &pc
+			}
+			tr.Steps = append(tr.Steps, st)
+		}()
+	}
 	switch {
 	case lerr == nil && ok:
 		s.n.hit.Inc()
