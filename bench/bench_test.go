@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+func TestTicketIDRoundTrip(t *testing.T) {
+	for _, seq := range []int64{0, 7, 1_999_999} {
+		if got := parseSeq("r1", ticketID("r1", seq)); got != seq {
+			t.Errorf("parseSeq(ticketID(%d)) = %d, want %d", seq, got, seq)
+		}
+	}
+	for _, id := range []string{"", "BENCHr1-", "BENCHr2-5", "INC0042", "BENCHr1-x"} {
+		if got := parseSeq("r1", id); got != -1 {
+			t.Errorf("parseSeq(%q) = %d, want -1", id, got)
+		}
+	}
+}
+
+// TestBodies checks that every generated generic body is a valid
+// normalised ticket of about 1.5 KB with a unique id, and that ServiceNow
+// bodies are JSON records.
+func TestBodies(t *testing.T) {
+	p := &payload{source: "generic", run: "t", callers: 50000, now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	ids := map[string]bool{}
+	for seq := range int64(200) {
+		body := p.body(seq)
+		if n := len(body); n < 1200 || n > 1800 {
+			t.Errorf("body(%d) is %d bytes, want about 1.5 KB", seq, n)
+		}
+		var tk ticket.Ticket
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields() // as the generic connector's identity mapping
+		if err := dec.Decode(&tk); err != nil {
+			t.Fatalf("body(%d) does not decode as a ticket: %v\n%s", seq, err, body)
+		}
+		tk.Source = "generic"
+		if err := tk.Validate(); err != nil {
+			t.Errorf("body(%d): %v", seq, err)
+		}
+		if ids[tk.ID] {
+			t.Errorf("body(%d) repeats id %q", seq, tk.ID)
+		}
+		ids[tk.ID] = true
+	}
+	sn := &payload{source: "servicenow", run: "t", callers: 50000, now: p.now}
+	for seq := range int64(20) {
+		var rec map[string]any
+		if err := json.Unmarshal(sn.body(seq), &rec); err != nil || rec["sys_id"] != ticketID("t", seq) {
+			t.Errorf("servicenow body(%d) = %v, sys_id %v", seq, err, rec["sys_id"])
+		}
+	}
+}
+
+// TestProfileCSV checks the directory's shape; that deskrelay loads it is
+// checked by every harness run (it refuses to start on a bad row).
+func TestProfileCSV(t *testing.T) {
+	lines := strings.Split(strings.TrimSuffix(string(profileCSV(1000)), "\n"), "\n")
+	if len(lines) != 1001 || lines[0] != "email,user_id,profile,competence,attitude" {
+		t.Fatalf("profileCSV(1000) has %d lines, header %q", len(lines), lines[0])
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Split(l, ","); len(f) != 5 || (f[2] == "") == (f[3] == "") {
+			t.Errorf("row %q: want email, id, and a profile or scores", l)
+		}
+	}
+}
+
+func TestParseRates(t *testing.T) {
+	got, err := parseRates("0.5x, 2000,2x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(got); s != "[0.5x 2000/s 2x]" {
+		t.Errorf("parseRates = %s, want [0.5x 2000/s 2x]", s)
+	}
+	for _, bad := range []string{"fast", "-1", "0x"} {
+		if _, err := parseRates(bad); err == nil {
+			t.Errorf("parseRates(%q) = nil error", bad)
+		}
+	}
+}
+
+// TestLoadAgainstCeiling runs the ceiling in-process and sends it a
+// bounded closed-loop and open-loop phase: every accepted ticket must
+// reach the consumer and be counted once.
+func TestLoadAgainstCeiling(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	type addrs struct{ http, nats string }
+	ready := make(chan addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serveCeiling(ctx, t.TempDir(), "", "generic", func(h, n string) { ready <- addrs{h, n} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveCeiling: %v", err)
+		}
+	})
+	var a addrs
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatalf("serveCeiling: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ceiling not listening after 30s")
+	}
+	l := newLoader("http://"+a.http+"/webhooks/generic", "token", "generic", "t", 100, 8, time.Now())
+	stop, err := l.consume(ctx, a.nats, "DESKRELAY_INGEST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	closed := newPhase(0, 200)
+	l.cur.Store(closed)
+	l.closedLoop(ctx, closed, 4, 30*time.Second) // ends after 200 tickets
+	if lost := drain(ctx, closed, 30*time.Second); lost != 0 || closed.accepted.Load() != 200 {
+		t.Fatalf("closed loop: accepted %d, lost %d, codes %v; want 200 accepted, none lost", closed.accepted.Load(), lost, closed.codes)
+	}
+	if n := closed.e2e.TotalCount(); n != 200 {
+		t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
+	}
+
+	open := newPhase(200, 50)
+	l.cur.Store(open)
+	l.openLoop(ctx, open, 500, 8, 100*time.Millisecond) // 50 requests due
+	lost := drain(ctx, open, 30*time.Second)
+	if got := open.accepted.Load() + open.dropped.Load(); got != 50 || lost != 0 {
+		t.Errorf("open loop: accepted %d + dropped %d = %d, lost %d; want 50, none lost (codes %v)",
+			open.accepted.Load(), open.dropped.Load(), got, lost, open.codes)
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/internal/bus"
+	"github.com/deskrelay/deskrelay/ticket"
+)
+
+// ceilingSource is the configured source name the ceiling stores under,
+// as deskrelay's example config does.
+const ceilingSource = "generic"
+
+// serveCeiling runs the ceiling until ctx ends: an embedded nats-server
+// started exactly as deskrelay starts its own (internal/bus, file storage
+// under dir, the streams and their limits provisioned by the same code),
+// and an HTTP handler that only reads the body, decodes the JSON,
+// publishes it to the ingest stream with a Nats-Msg-Id and answers 202
+// after the PubAck. No auth, validation, metrics or logging: this is what
+// one stored ticket costs on this machine, the bound deskrelay is
+// measured against. It prints the same "listening" JSON line deskrelay
+// logs through ready (the subprocess prints it on stderr), and serves
+// /readyz and /debug/pprof/ besides.
+func serveCeiling(ctx context.Context, dir, syncInterval, source string, ready func(httpAddr, natsURL string)) error {
+	cfg := config.NATS{Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
+	log := zap.NewNop()
+	srv, err := bus.StartEmbedded(cfg, dir, log)
+	if err != nil {
+		return err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := bus.Connect(ctx, cfg, srv, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	if err := b.Provision(ctx); err != nil {
+		return err
+	}
+	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source}
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/{source}", h)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ready(ln.Addr().String(), "nats://"+srv.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	return nc.Drain()
+}
+
+// ceiling is the bare webhook handler.
+type ceiling struct {
+	js      jetstream.JetStream
+	subject string
+	vendor  string // "generic": the body is a ticket; "servicenow": a record
+}
+
+func (c *ceiling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+	id, msgID, err := c.decode(body)
+	if err != nil {
+		http.Error(w, "body is not a ticket", http.StatusBadRequest)
+		return
+	}
+	msg := &nats.Msg{Subject: c.subject, Data: body, Header: nats.Header{ticket.HeaderTicketID: []string{id}}}
+	ctx, cancel := context.WithTimeout(r.Context(), bus.DefaultPublishTimeout)
+	defer cancel()
+	if _, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		http.Error(w, "ticket store unavailable; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	fmt.Fprintf(w, `{"status":"accepted","id":%q}`+"\n", id)
+}
+
+// decode decodes the whole body, as deskrelay does, and returns the ticket
+// id and the de-duplication key.
+func (c *ceiling) decode(body []byte) (id, msgID string, err error) {
+	if c.vendor == "servicenow" {
+		var rec map[string]any
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return "", "", err
+		}
+		id, _ := rec["sys_id"].(string)
+		updated, _ := rec["sys_updated_on"].(string)
+		if id == "" {
+			return "", "", errors.New("no sys_id")
+		}
+		return id, ceilingSource + ":" + id + ":" + updated, nil
+	}
+	var t ticket.Ticket
+	if err := json.Unmarshal(body, &t); err != nil {
+		return "", "", err
+	}
+	if t.ID == "" {
+		return "", "", errors.New("no id")
+	}
+	t.Source = ceilingSource
+	return t.ID, t.MsgID(), nil
+}

@@ -1,0 +1,613 @@
+// Command bench measures deskrelay against its own ceiling in one run.
+//
+//	go run ./bench -duration 20s
+//
+// It builds deskrelay, starts it as a subprocess on the example config
+// (embedded NATS, file storage, the full rule set) with a generated
+// directory of 50,000 callers, and drives it over keep-alive HTTP with
+// about 1.5 KB webhooks: first closed loop (N senders, as fast as it
+// answers: the maximum throughput), then open loop at fixed rates (half of
+// that maximum by default), measuring ingress latency (POST → 202) and end
+// to end latency (POST → routed message at a JetStream consumer) with HDR
+// histograms, throughput, errors, and the subprocess's RSS and CPU time.
+// Then it does the same to the ceiling, a bare handler on the same NATS
+// settings that only decodes the body and stores it with a Nats-Msg-Id
+// (see serveCeiling), and prints every figure of deskrelay as a ratio to
+// the ceiling's. Results go to bench/results/<date>-<git hash>.json.
+//
+// Traffic goes only to 127.0.0.1, every phase is bounded in time and in
+// requests, and the subprocesses and temporary directories are removed on
+// exit and on Ctrl-C. docs/performance.md explains every flag and figure.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// options are the command-line flags.
+type options struct {
+	duration, warmup, drain, startTimeout time.Duration
+	senders, workers, callers             int
+	maxRequests                           int64
+	openRates                             string
+	source                                string
+	syncInterval                          string
+	targets                               string
+	config                                string
+	out                                   string
+	bin                                   string
+	serveArgs                             string
+	pprofAddr                             string
+	ceilingDir                            string // internal: run as the ceiling subprocess
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.DurationVar(&o.duration, "duration", 20*time.Second, "length of each measured phase (closed loop, each open-loop rate)")
+	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "closed-loop load before the measured phases of each server, not reported")
+	fs.DurationVar(&o.drain, "drain", 60*time.Second, "after a phase, how long to wait for the accepted tickets to arrive at the consumer")
+	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long a server may take to become ready (deskrelay seeds its directory)")
+	fs.IntVar(&o.senders, "senders", 32, "closed loop: concurrent senders, each with its own keep-alive connection")
+	fs.IntVar(&o.workers, "max-inflight", 512, "open loop: most requests in flight; a request due beyond that is dropped and counted")
+	fs.IntVar(&o.callers, "callers", 50000, "callers in the generated profile directory")
+	fs.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "most requests per phase")
+	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or a multiple of deskrelay's closed-loop end-to-end throughput (\"0.5x\", \"2x\"); empty: no open loop")
+	fs.StringVar(&o.source, "source", "generic", "webhook kind: generic (normalised tickets, the example config's source) or servicenow (Table API records to a servicenow source added to the config copy)")
+	fs.StringVar(&o.syncInterval, "sync-interval", "2m", "JetStream sync_interval of both servers: a duration or \"always\"")
+	fs.StringVar(&o.targets, "targets", "deskrelay,ceiling", "which servers to measure, in order")
+	fs.StringVar(&o.config, "config", "deploy/examples/deskrelay.yaml", "deskrelay config to copy (relative to the module root)")
+	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
+	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
+	fs.StringVar(&o.serveArgs, "serve-args", "", "extra arguments for deskrelay serve, space-separated (e.g. \"--pprof 127.0.0.1:6060\")")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
+	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case o.duration <= 0 || o.duration > time.Hour:
+		return nil, fmt.Errorf("-duration %s: use 1s…1h", o.duration)
+	case o.senders < 1 || o.senders > 4096:
+		return nil, fmt.Errorf("-senders %d: use 1…4096", o.senders)
+	case o.workers < 1 || o.workers > 65536:
+		return nil, fmt.Errorf("-max-inflight %d: use 1…65536", o.workers)
+	case o.callers < 1 || o.callers > 10_000_000:
+		return nil, fmt.Errorf("-callers %d: use 1…10000000", o.callers)
+	case o.maxRequests < 1 || o.maxRequests > 100_000_000:
+		return nil, fmt.Errorf("-max-requests %d: use 1…100000000", o.maxRequests)
+	case o.source != "generic" && o.source != "servicenow":
+		return nil, fmt.Errorf("-source %q: use generic or servicenow", o.source)
+	}
+	if _, err := parseRates(o.openRates); err != nil {
+		return nil, err
+	}
+	for t := range strings.SplitSeq(o.targets, ",") {
+		if t != "deskrelay" && t != "ceiling" {
+			return nil, fmt.Errorf("-targets: %q is not deskrelay or ceiling", t)
+		}
+	}
+	return o, nil
+}
+
+// rate is an open-loop rate: absolute (requests/s) or relative to
+// deskrelay's maximum.
+type rate struct {
+	value    float64
+	relative bool
+}
+
+func (r rate) String() string {
+	if r.relative {
+		return strconv.FormatFloat(r.value, 'g', -1, 64) + "x"
+	}
+	return strconv.FormatFloat(r.value, 'g', -1, 64) + "/s"
+}
+
+func parseRates(s string) ([]rate, error) {
+	var out []rate
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r := rate{}
+		num := f
+		if strings.HasSuffix(f, "x") {
+			r.relative, num = true, strings.TrimSuffix(f, "x")
+		}
+		v, err := strconv.ParseFloat(num, 64)
+		if err != nil || v <= 0 || v > 1e6 {
+			return nil, fmt.Errorf("-rates: %q is not a rate; use requests/s (2000) or a multiple of the maximum (0.5x)", f)
+		}
+		r.value = v
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if o.ceilingDir != "" {
+		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, func(httpAddr, natsURL string) {
+			line, _ := json.Marshal(map[string]string{"msg": "listening", "http": httpAddr, "nats": natsURL})
+			fmt.Fprintf(os.Stderr, "%s\n", line)
+		})
+	} else {
+		err = run(ctx, o)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// Result is the JSON result file.
+type Result struct {
+	Date      string          `json:"date"`
+	Git       string          `json:"git"`
+	Dirty     bool            `json:"dirty"` // the work tree had uncommitted changes
+	Command   string          `json:"command"`
+	Machine   Machine         `json:"machine"`
+	Source    string          `json:"source"`
+	Sync      string          `json:"sync_interval"`
+	Callers   int             `json:"callers"`
+	Duration  string          `json:"phase_duration"`
+	Senders   int             `json:"senders"`
+	Targets   []*TargetResult `json:"targets"`
+	Ratios    []PhaseRatios   `json:"ratios,omitempty"` // deskrelay ÷ ceiling, by phase
+	Profiles  []string        `json:"profiles,omitempty"`
+	BodyBytes int             `json:"body_bytes"` // of the first request
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Model     string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+}
+
+// TargetResult is one server's phases.
+type TargetResult struct {
+	Name         string        `json:"name"`
+	StartSeconds float64       `json:"start_seconds"` // until ready
+	Phases       []PhaseResult `json:"phases"`
+}
+
+// PhaseResult is what one phase measured.
+type PhaseResult struct {
+	Name        string           `json:"name"` // "closed" or "open 0.5x"
+	Senders     int              `json:"senders,omitempty"`
+	OfferedRate float64          `json:"offered_rate,omitempty"` // requests/s
+	SendSeconds float64          `json:"send_seconds"`
+	Sent        int64            `json:"sent"`     // answered or failed
+	Accepted    int64            `json:"accepted"` // 202
+	Errors      int64            `json:"errors"`   // not 202, transport errors, dropped
+	Dropped     int64            `json:"dropped"`  // open loop: not sent, no free worker
+	Codes       map[string]int64 `json:"codes"`
+	Received    int64            `json:"received"` // at the consumer
+	Lost        int64            `json:"lost"`     // accepted, not received within the drain time
+	IngressRate float64          `json:"ingress_per_second"`
+	E2ERate     float64          `json:"e2e_per_second"`
+	Ingress     Latency          `json:"ingress_ms"`
+	E2E         Latency          `json:"e2e_ms"`
+	RSSPeakMB   float64          `json:"rss_peak_mb"`
+	RSSEndMB    float64          `json:"rss_end_mb"`
+	CPUSeconds  float64          `json:"cpu_seconds"`
+	CPUPer1000  float64          `json:"cpu_seconds_per_1000"`
+	LoadCPU1000 float64          `json:"harness_cpu_seconds_per_1000"`
+}
+
+// Latency is a distribution in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+	N    int64   `json:"n"`
+}
+
+func latency(h *hdrhistogram.Histogram) Latency {
+	ms := func(v int64) float64 { return float64(v) / 1000 }
+	return Latency{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), Mean: h.Mean() / 1000, N: h.TotalCount(),
+	}
+}
+
+// PhaseRatios are deskrelay's figures divided by the ceiling's.
+type PhaseRatios struct {
+	Phase  string             `json:"phase"`
+	Ratios map[string]float64 `json:"ratios"`
+}
+
+func run(ctx context.Context, o *options) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	rates, _ := parseRates(o.openRates)
+	tmp, err := os.MkdirTemp("", "deskrelay-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	git, dirty := gitVersion(root)
+	now := time.Now()
+	res := &Result{
+		Date: now.UTC().Format(time.RFC3339), Git: git, Dirty: dirty, Command: "go run ./bench " + strings.Join(os.Args[1:], " "),
+		Machine: Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
+		Source:  o.source, Sync: o.syncInterval, Callers: o.callers, Duration: o.duration.String(), Senders: o.senders,
+	}
+	res.BodyBytes = len((&payload{source: o.source, run: "0", callers: o.callers, now: now}).body(0))
+	out := o.out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(root, out)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	stem := fmt.Sprintf("%s-%s", now.Format("20060102-150405"), git)
+	run := strconv.FormatInt(now.Unix()%100000, 36)
+	tok := make([]byte, 16)
+	_, _ = rand.Read(tok)
+	token := hex.EncodeToString(tok)
+
+	var maxRate float64 // deskrelay's closed-loop end-to-end throughput
+	var seq int64
+	for name := range strings.SplitSeq(o.targets, ",") {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dir := filepath.Join(tmp, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		var cmd *exec.Cmd
+		path, stream := "/webhooks/generic", "DESKRELAY_INGEST"
+		switch name {
+		case "deskrelay":
+			bin := o.bin
+			if bin == "" {
+				bin = filepath.Join(tmp, "bin", "deskrelay")
+				fmt.Fprintf(os.Stderr, "bench: building ./cmd/deskrelay\n")
+				build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/deskrelay")
+				build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+				if err := build.Run(); err != nil {
+					return fmt.Errorf("build deskrelay: %w", err)
+				}
+			}
+			cfgPath, err := writeConfig(filepath.Join(root, o.config), dir, token, o.callers, o.source)
+			if err != nil {
+				return err
+			}
+			cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, strings.Fields(o.serveArgs)...)...)
+			cmd.Env = append(cleanEnv(),
+				"DESKRELAY_HTTP_LISTEN=127.0.0.1:0",
+				"DESKRELAY_NATS_EMBEDDED_LISTEN=127.0.0.1:0",
+				"DESKRELAY_NATS_EMBEDDED_SYNC_INTERVAL="+o.syncInterval)
+			stream = "DESKRELAY_ROUTED"
+			if o.source == "servicenow" {
+				path = "/webhooks/snow"
+			}
+		case "ceiling":
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
+			cmd.Env = cleanEnv()
+		}
+		fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
+		started := time.Now()
+		srv, err := startServer(ctx, name, cmd, o.startTimeout)
+		if err != nil {
+			return err
+		}
+		tr := &TargetResult{Name: name, StartSeconds: time.Since(started).Seconds()}
+		res.Targets = append(res.Targets, tr)
+		err = func() error {
+			defer func() {
+				if err := srv.stop(); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				}
+			}()
+			l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
+			stopConsumer, err := l.consume(ctx, srv.NATS, stream)
+			if err != nil {
+				return err
+			}
+			defer stopConsumer()
+			m := &meter{srv: srv, l: l, drain: o.drain}
+
+			if o.warmup > 0 {
+				fmt.Fprintf(os.Stderr, "bench: %s: warm-up, %s closed loop\n", name, o.warmup)
+				p := newPhase(seq, o.maxRequests)
+				m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.warmup) })
+				seq = p.next.Load()
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s: closed loop, %d senders, %s\n", name, o.senders, o.duration)
+			p := newPhase(seq, o.maxRequests)
+			var profiles []string
+			var wg sync.WaitGroup
+			if o.pprofAddr != "" {
+				addr := o.pprofAddr
+				if name == "ceiling" {
+					addr = srv.HTTP
+				}
+				secs := max(1, int((o.duration-time.Second)/time.Second))
+				wg.Go(func() {
+					f := filepath.Join(out, stem+"."+name+".cpu.pprof")
+					if err := fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), f); err != nil {
+						fmt.Fprintf(os.Stderr, "bench: cpu profile of %s: %v\n", name, err)
+						return
+					}
+					profiles = append(profiles, f)
+				})
+				defer func() {
+					wg.Wait()
+					for _, kind := range []string{"heap", "allocs"} {
+						f := filepath.Join(out, stem+"."+name+"."+kind+".pprof")
+						if err := fetch(ctx, "http://"+addr+"/debug/pprof/"+kind, f); err != nil {
+							fmt.Fprintf(os.Stderr, "bench: %s profile of %s: %v\n", kind, name, err)
+							continue
+						}
+						profiles = append(profiles, f)
+					}
+					res.Profiles = append(res.Profiles, profiles...)
+				}()
+			}
+			pr := m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.duration) })
+			pr.Name, pr.Senders = "closed", o.senders
+			tr.Phases = append(tr.Phases, pr)
+			seq = p.next.Load()
+			wg.Wait()
+			if name == "deskrelay" || maxRate == 0 {
+				maxRate = pr.E2ERate
+			}
+
+			for _, r := range rates {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				perSec := r.value
+				if r.relative {
+					perSec = r.value * maxRate
+				}
+				if perSec < 1 {
+					return fmt.Errorf("open loop %s: %.2f requests/s is too low", r, perSec)
+				}
+				n := min(o.maxRequests, int64(perSec*o.duration.Seconds())+1)
+				fmt.Fprintf(os.Stderr, "bench: %s: open loop %s = %.0f requests/s, %s\n", name, r, perSec, o.duration)
+				p := newPhase(seq, n)
+				pr := m.measure(ctx, p, func() { l.openLoop(ctx, p, perSec, o.workers, o.duration) })
+				pr.Name, pr.OfferedRate = "open "+r.String(), perSec
+				tr.Phases = append(tr.Phases, pr)
+				seq = p.next.Load()
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	res.Ratios = ratios(res.Targets)
+	printTable(os.Stdout, res)
+	f := filepath.Join(out, stem+".json")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(f, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s\n", f)
+	return nil
+}
+
+// meter measures phases against one server.
+type meter struct {
+	srv   *server
+	l     *loader
+	drain time.Duration
+}
+
+// measure runs load as phase p, waits for the accepted tickets to arrive,
+// and returns the figures.
+func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult {
+	pid := m.srv.cmd.Process.Pid
+	m.l.cur.Store(p)
+	before, _ := readProc(pid)
+	selfBefore, _ := readProc(os.Getpid())
+	var peak int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if st, err := readProc(pid); err == nil {
+				peak = max(peak, st.RSS)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	start := time.Now()
+	load()
+	sendEnd := time.Now()
+	lost := drain(ctx, p, m.drain)
+	close(stop)
+	wg.Wait()
+	after, _ := readProc(pid)
+	selfAfter, _ := readProc(os.Getpid())
+
+	r := PhaseResult{
+		SendSeconds: sendEnd.Sub(start).Seconds(),
+		Accepted:    p.accepted.Load(),
+		Dropped:     p.dropped.Load(),
+		Received:    p.received.Load(),
+		Lost:        lost,
+		Ingress:     latency(p.ingress),
+		E2E:         latency(p.e2e),
+		RSSPeakMB:   float64(max(peak, after.RSS)) / (1 << 20),
+		RSSEndMB:    float64(after.RSS) / (1 << 20),
+		CPUSeconds:  (after.CPU - before.CPU).Seconds(),
+		Codes:       p.codes,
+	}
+	for _, n := range p.codes {
+		r.Sent += n
+	}
+	r.Errors = r.Sent - r.Accepted + r.Dropped
+	if r.SendSeconds > 0 {
+		r.IngressRate = float64(r.Accepted) / r.SendSeconds
+	}
+	if last := p.lastRecv.Load(); last > 0 {
+		r.E2ERate = float64(r.Received) / time.Unix(0, last).Sub(start).Seconds()
+	}
+	if r.Received > 0 {
+		r.CPUPer1000 = r.CPUSeconds / float64(r.Received) * 1000
+		r.LoadCPU1000 = (selfAfter.CPU - selfBefore.CPU).Seconds() / float64(r.Received) * 1000
+	}
+	m.l.cur.Store(nil)
+	return r
+}
+
+// fetch saves the body of a GET to file.
+func fetch(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeConfig writes a copy of the config at src into dir, with the
+// bearer token and the generated profile directory it refers to beside
+// it, and for -source servicenow a servicenow source "snow" with the same
+// token. It returns the copy's path.
+func writeConfig(src, dir, token string, callers int, source string) (string, error) {
+	cfg, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	text := string(cfg)
+	for _, want := range []string{"token: file:generic.token", "file: profiles.csv", "\nconnectors:\n"} {
+		if !strings.Contains(text, want) {
+			return "", fmt.Errorf("%s: no %q; the harness expects the example config's layout", src, strings.TrimSpace(want))
+		}
+	}
+	if source == "servicenow" {
+		text = strings.Replace(text, "\nconnectors:\n", "\nconnectors:\n"+
+			"  snow:\n    type: servicenow\n    auth:\n      type: bearer\n      token: file:generic.token\n", 1)
+	}
+	for name, data := range map[string][]byte{
+		"deskrelay.yaml": []byte(text),
+		"generic.token":  []byte(token + "\n"),
+		"profiles.csv":   profileCSV(callers),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(dir, "deskrelay.yaml"), nil
+}
+
+// cleanEnv is the environment without DESKRELAY_* overrides, which would
+// change the config under test.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DESKRELAY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(b))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the deskrelay module; run from the repository: go run ./bench")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func gitVersion(root string) (hash string, dirty bool) {
+	b, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "nogit", false
+	}
+	st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output()
+	return strings.TrimSpace(string(b)), len(strings.TrimSpace(string(st))) > 0
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

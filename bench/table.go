@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// figure is one row of the table: how to read it from a phase.
+type figure struct {
+	key, label string
+	get        func(*PhaseResult) float64
+	format     string
+}
+
+var figures = []figure{
+	{"ingress_per_second", "ingress throughput (202/s)", func(p *PhaseResult) float64 { return p.IngressRate }, "%.0f"},
+	{"e2e_per_second", "end-to-end throughput (msg/s)", func(p *PhaseResult) float64 { return p.E2ERate }, "%.0f"},
+	{"ingress_p50_ms", "ingress p50 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P50 }, "%.2f"},
+	{"ingress_p90_ms", "ingress p90 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P90 }, "%.2f"},
+	{"ingress_p99_ms", "ingress p99 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P99 }, "%.2f"},
+	{"ingress_p99_9_ms", "ingress p99.9 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P999 }, "%.2f"},
+	{"e2e_p50_ms", "end-to-end p50 (ms)", func(p *PhaseResult) float64 { return p.E2E.P50 }, "%.2f"},
+	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f"},
+	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f"},
+	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f"},
+	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f"},
+	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f"},
+	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f"},
+	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f"},
+	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f"},
+}
+
+func target(ts []*TargetResult, name string) *TargetResult {
+	for _, t := range ts {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+func phaseNamed(t *TargetResult, name string) *PhaseResult {
+	if t == nil {
+		return nil
+	}
+	for i := range t.Phases {
+		if t.Phases[i].Name == name {
+			return &t.Phases[i]
+		}
+	}
+	return nil
+}
+
+// ratios divides each of deskrelay's figures by the ceiling's, phase by
+// phase; a figure whose ceiling value is 0 has no ratio.
+func ratios(ts []*TargetResult) []PhaseRatios {
+	d, c := target(ts, "deskrelay"), target(ts, "ceiling")
+	if d == nil || c == nil {
+		return nil
+	}
+	var out []PhaseRatios
+	for i := range d.Phases {
+		dp := &d.Phases[i]
+		cp := phaseNamed(c, dp.Name)
+		if cp == nil {
+			continue
+		}
+		pr := PhaseRatios{Phase: dp.Name, Ratios: map[string]float64{}}
+		for _, f := range figures {
+			if cv := f.get(cp); cv != 0 {
+				pr.Ratios[f.key] = f.get(dp) / cv
+			}
+		}
+		out = append(out, pr)
+	}
+	return out
+}
+
+// printTable writes one block per phase: a row per figure, a column per
+// server, and deskrelay ÷ ceiling.
+func printTable(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "\ndeskrelay benchmark %s (git %s%s), %d CPUs (%s), %s\n", r.Date, r.Git, map[bool]string{true: ", dirty"}[r.Dirty], r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion)
+	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.Sync, r.Duration)
+	fmt.Fprintf(w, "command: %s\n\n", r.Command)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	var names []string
+	for _, t := range r.Targets {
+		names = append(names, t.Name)
+	}
+	ratio := len(r.Ratios) > 0
+	header := "\t" + strings.Join(names, "\t") + "\t"
+	if ratio {
+		header += "ratio\t"
+	}
+	first := r.Targets[0]
+	const labelWidth = 44 // AlignRight pads on the left: a padded label stays left-aligned
+	for i := range first.Phases {
+		name := first.Phases[i].Name
+		title := name
+		if p := &first.Phases[i]; p.OfferedRate > 0 {
+			title = fmt.Sprintf("%s (%.0f requests/s offered)", name, p.OfferedRate)
+		} else if p.Senders > 0 {
+			title = fmt.Sprintf("%s (%d senders)", name, p.Senders)
+		}
+		fmt.Fprintf(tw, "%-*s%s\n", labelWidth, title, header)
+		for _, f := range figures {
+			row := fmt.Sprintf("  %-*s\t", labelWidth-2, f.label)
+			for _, t := range r.Targets {
+				if p := phaseNamed(t, name); p != nil {
+					row += fmt.Sprintf(f.format, f.get(p)) + "\t"
+				} else {
+					row += "-\t"
+				}
+			}
+			if ratio {
+				row += ratioCell(r.Ratios, name, f.key) + "\t"
+			}
+			fmt.Fprintln(tw, row)
+		}
+		fmt.Fprintln(tw, "\t")
+	}
+	tw.Flush()
+}
+
+func ratioCell(rs []PhaseRatios, phase, key string) string {
+	for _, pr := range rs {
+		if pr.Phase != phase {
+			continue
+		}
+		if v, ok := pr.Ratios[key]; ok && !math.IsInf(v, 0) && !math.IsNaN(v) {
+			return fmt.Sprintf("%.2f×", v)
+		}
+	}
+	return "-"
+}
