@@ -167,3 +167,16 @@ func Close(t testing.TB, nc *nats.Conn) {
 		t.Errorf("nats connection closed handler did not run within %s", ReadyTimeout)
 	}
 }
+
+// StartWith runs a JetStream server like Start after letting configure
+// change its options (auth, TLS, limits).
+func StartWith(t testing.TB, configure func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true,
+	}
+	configure(opts)
+	return start(t, opts)
+}
