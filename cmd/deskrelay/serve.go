@@ -219,15 +219,42 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 
+	// SIGHUP reloads the routing rules and profile hints: the whole config
+	// is checked again, and only a config without errors replaces the tree.
+	reloaded := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "deskrelay_config_last_reload_successful",
+		Help: "1 if the last configuration reload (SIGHUP) succeeded or none was asked for, 0 if it failed.",
+	})
+	reloaded.Set(1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	var runErr error
 	stageFailed := false
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-httpErr:
-		runErr = fmt.Errorf("http server: %w", err)
-	case <-ectx.Done():
-		stageFailed = true
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case err := <-httpErr:
+			runErr = fmt.Errorf("http server: %w", err)
+			break wait
+		case <-ectx.Done():
+			stageFailed = true
+			break wait
+		case <-hup:
+			np, err := compile(g.configPath, log, nil)
+			if err != nil {
+				reloaded.Set(0)
+				log.Error("config reload failed; the running rules stay", zap.Error(err))
+				continue
+			}
+			proc.SetRouter(np.tree)
+			reloaded.Set(1)
+			log.Info("config reloaded: routing rules and profile hints replaced; other changes need a restart")
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
