@@ -31,21 +31,34 @@ var ErrNotSynced = errors.New("profile directory not synced yet")
 //
 // A Directory is safe for concurrent use; Run is called once.
 type Directory struct {
-	kv     jetstream.KeyValue
-	q      Quadrant
-	log    *zap.Logger
-	synced chan struct{}
-	ready  atomic.Bool
+	kv       jetstream.KeyValue
+	q        Quadrant
+	log      *zap.Logger
+	synced   chan struct{}
+	ready    atomic.Bool
+	cache    *Cache
+	familiar *Familiar
 
 	mu      sync.RWMutex
 	byID    map[string]ticket.Profile
 	byEmail map[string]ticket.Profile // lower-case email
 }
 
+// DirectoryOption configures [NewDirectory].
+type DirectoryOption func(*Directory)
+
+// WithInvalidation has the directory drop a caller from c whenever the
+// bucket changes for their email or id, before the change is visible.
+func WithInvalidation(c *Cache) DirectoryOption { return func(d *Directory) { d.cache = c } }
+
+// WithFamiliar has the directory mirror the familiar-people history of
+// the bucket into f.
+func WithFamiliar(f *Familiar) DirectoryOption { return func(d *Directory) { d.familiar = f } }
+
 // NewDirectory returns a directory over kv that classifies scores with q.
 // It reads nothing until [Directory.Run].
-func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger) *Directory {
-	return &Directory{
+func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger, opts ...DirectoryOption) *Directory {
+	d := &Directory{
 		kv:      kv,
 		q:       q,
 		log:     log.Named("enrichment.directory"),
@@ -53,6 +66,10 @@ func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger) *Directory
 		byID:    make(map[string]ticket.Profile),
 		byEmail: make(map[string]ticket.Profile),
 	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
 }
 
 // Name returns "directory".
@@ -124,7 +141,17 @@ func stopWatch(w jetstream.KeyWatcher) {
 
 // apply records one change of the bucket.
 func (d *Directory) apply(e jetstream.KeyValueEntry) {
-	prefix, id, err := parseKey(e.Key())
+	key := e.Key()
+	switch {
+	case strings.HasPrefix(key, surveyPrefix): // history, read when written
+		return
+	case strings.HasPrefix(key, familiarPrefix):
+		if d.familiar != nil {
+			d.familiar.apply(e)
+		}
+		return
+	}
+	prefix, id, err := parseKey(key)
 	if err != nil {
 		d.log.Warn("ignoring key that is not a profile key", zap.Uint64("revision", e.Revision()))
 		return
@@ -137,6 +164,7 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 		d.mu.Lock()
 		delete(m, id)
 		d.mu.Unlock()
+		d.invalidate(prefix, id)
 		return
 	}
 	p, err := d.profile(e.Value())
@@ -147,8 +175,20 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 		m[id] = p
 	}
 	d.mu.Unlock()
+	d.invalidate(prefix, id)
 	if err != nil {
 		d.log.Warn("ignoring bad profile value", zap.Uint64("revision", e.Revision()), zap.Error(err))
+	}
+}
+
+// invalidate drops the cached profiles of a changed key.
+func (d *Directory) invalidate(prefix, id string) {
+	switch {
+	case d.cache == nil:
+	case prefix == emailPrefix:
+		d.cache.InvalidateEmail(id)
+	default:
+		d.cache.InvalidateID(id)
 	}
 }
 
@@ -160,7 +200,15 @@ func (d *Directory) profile(data []byte) (ticket.Profile, error) {
 	if v.Competence != nil {
 		return d.q.profile(*v.Competence, *v.Attitude, SourceDirectory)
 	}
-	return ticket.Profile{Name: v.Profile, Source: SourceDirectory, Confidence: 1}, nil
+	p := ticket.Profile{Name: v.Profile, Source: SourceDirectory, Confidence: 1}
+	if v.Origin == OriginSurvey {
+		p.Source = SourceSurvey
+		if s := v.Survey; s != nil {
+			c, a := s.NormalizedCompetence, s.NormalizedAttitude
+			p.Competence, p.Attitude = &c, &a
+		}
+	}
+	return p, nil
 }
 
 // Lookup returns the caller's profile by id, else by lower-cased email. A

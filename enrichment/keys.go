@@ -9,6 +9,10 @@ import (
 const (
 	emailPrefix = "email."
 	idPrefix    = "id."
+	// surveyPrefix and familiarPrefix hold per-caller histories:
+	// "survey.email.<encoded>", "familiar.id.<encoded>", ….
+	surveyPrefix   = "survey."
+	familiarPrefix = "familiar."
 )
 
 // EmailKey returns the profiles-bucket key of an email address:

@@ -37,6 +37,19 @@ type Value struct {
 	// ("file:profiles.csv", "survey"); both are informational.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 	Origin    string    `json:"origin,omitempty"`
+	// Survey holds the answers a survey profile was mapped from (Origin
+	// "survey", UpdatedAt the answer time); Profile is the mapping.
+	Survey *SurveyScores `json:"survey,omitempty"`
+}
+
+// SurveyScores are the answers behind a survey profile: raw on their
+// scale, and normalised to 0…1.
+type SurveyScores struct {
+	Scale                string  `json:"scale"`
+	Competence           float64 `json:"competence"`
+	Attitude             float64 `json:"attitude"`
+	NormalizedCompetence float64 `json:"normalized_competence"`
+	NormalizedAttitude   float64 `json:"normalized_attitude"`
 }
 
 // errValue describes a bad bucket value without repeating it.
@@ -181,7 +194,8 @@ func put(ctx context.Context, kv jetstream.KeyValue, key string, data []byte, on
 // returned with it are the good ones.
 var ErrSkipped = errors.New("skipped keys that are not profiles")
 
-// Export reads every profile in the bucket: one Entry per key, so a person
+// Export reads every profile in the bucket: one Entry per key (survey and
+// familiar-people histories are not profiles and are left out), so a person
 // stored under an email and an id comes back as two entries, one with only
 // Email and one with only UserID. Profile is empty for an entry stored as
 // scores. Entries are sorted by key. A key that is not a profile key, or
@@ -217,6 +231,9 @@ func Export(ctx context.Context, kv jetstream.KeyValue) ([]Entry, error) {
 		}
 		if kve == nil { // all current values delivered
 			break
+		}
+		if k := kve.Key(); strings.HasPrefix(k, surveyPrefix) || strings.HasPrefix(k, familiarPrefix) {
+			continue // histories, not profiles
 		}
 		prefix, id, err := parseKey(kve.Key())
 		if err == nil {
