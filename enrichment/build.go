@@ -185,7 +185,9 @@ func (b *Built) Run(ctx context.Context) error {
 func newSource(name string, sc config.ProfileSource, timeout time.Duration, scales Scales, d Deps) (Source, error) {
 	path := "profiles.sources." + name
 	var errs config.Errors
-	bad := func(key, format string, args ...any) { errs = append(errs, config.Errorf(path+"."+key, format, args...)) }
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, config.Errorf(path+"."+key, format, args...))
+	}
 	if sc.Timeout < 0 {
 		bad("timeout", "must not be negative (0 = profiles.lookup_timeout), got %s", sc.Timeout)
 	}

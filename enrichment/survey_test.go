@@ -311,7 +311,7 @@ func TestFamiliar(t *testing.T) {
 		resolved("INC1", "Desktop Berlin", "Resolved", t0),
 		resolved("INC2", "Service Desk", "closed", t0.Add(time.Hour)),
 		resolved("INC3", "Desktop Berlin", "resolved", t0.Add(2*time.Hour)),
-		resolved("INC4", "Network", "in_progress", t0.Add(3*time.Hour)), // not resolved: skipped
+		resolved("INC4", "Network", "in_progress", t0.Add(3*time.Hour)),   // not resolved: skipped
 		resolved("INC3", "Desktop Berlin", "closed", t0.Add(4*time.Hour)), // INC3 again: updated, not added
 	} {
 		if err := f.Remember(t.Context(), tk); err != nil {
