@@ -122,7 +122,7 @@ func TestTuningHalf(t *testing.T) {
 			continue
 		}
 		if p := in.Infer(&l.Ticket, l.History); p.Name != l.Label {
-			t.Logf("%s labelled %s, inferred %s (c=%.2f a=%.2f)%s: %s", l.Ticket.ID, l.Label, p.Name, *p.Competence, *p.Attitude, p.Reason[len("inferred"):], l.Ticket.Title)
+			t.Logf("%s labelled %s, inferred %s (c=%.2f a=%.2f; %s): %s", l.Ticket.ID, l.Label, p.Name, *p.Competence, *p.Attitude, p.Reason, l.Ticket.Title)
 		}
 	}
 }

@@ -27,9 +27,10 @@ const MaxHistory = 20
 // the ticket being inferred.
 const historyWeight = 0.35
 
-// The prior log-odds of each axis: with no signal at all the inferred
-// profile is the most common one, Doer (high competence, fixes it myself),
-// at the lowest confidence.
+// The prior log-odds of each axis, leaning towards the most common
+// profile, Doer (high competence, fixes it myself). A ticket without any
+// technical term also gets plainWeight, so a ticket with no signal at all
+// comes out as a trier at confidence 0.29: unknown at any useful threshold.
 const (
 	priorCompetence = 0.3
 	priorAttitude   = 0.1
@@ -318,7 +319,7 @@ func (ev *evidence) explain() string {
 		return "; no signal found"
 	}
 	var b strings.Builder
-	b.WriteString(" from ")
+	b.WriteString("; signals: ")
 	sep := ""
 	for i := range signals {
 		if ev.signals&(1<<i) != 0 {
