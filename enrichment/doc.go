@@ -2,7 +2,13 @@
 // comes from and what it means for the agent serving the caller.
 //
 // A profile is looked up by a [Chain] of [Source]s, tried in order under a
-// per-source timeout. The [Directory] source mirrors a NATS KV bucket in
+// per-source timeout, behind a [Cache] (TTL, negative TTL, bounded, and
+// invalidated per email and id by the directory's watch). [Build] makes
+// the whole machinery from the profiles config: the directory, the
+// ServiceNow sys_user field source ([UserField]), the HTTP lookup source
+// ([HTTPSource]), the chain, the survey recorder ([Surveys]: POST /surveys
+// and <prefix>.surveys, answers mapped with a [Scale]) and the
+// familiar-people memory ([Familiar]). The [Directory] source mirrors a NATS KV bucket in
 // memory (keys from [EmailKey] and [UserIDKey], values written by [Import]
 // or [Seed] from a file read by [ParseFile]), so a lookup is a map read and
 // an update to the bucket is seen without a restart; [Static] serves the
