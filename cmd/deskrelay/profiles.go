@@ -109,7 +109,7 @@ With --check, only parse and report every bad row with its line.`,
 			})
 		},
 	}
-	cmd.AddCommand(imp, exp)
+	cmd.AddCommand(imp, exp, profilesInferCmd(g))
 	return cmd
 }
 
