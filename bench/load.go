@@ -167,7 +167,10 @@ func (l *loader) closedLoop(ctx context.Context, p *phase, senders int, d time.D
 				p.markSent(seq, start)
 				code, err := l.post(ctx, body)
 				if err != nil && ctx.Err() != nil {
-					return // cut by the end of the phase: not counted
+					// Cut by the end of the phase: not counted, and not
+					// expected at the consumer should it have been stored.
+					p.sent[seq-p.first].Store(0)
+					return
 				}
 				p.done(h, code, err, time.Since(start))
 			}
@@ -196,6 +199,7 @@ func (l *loader) openLoop(ctx context.Context, p *phase, rate float64, workers i
 				body := pl.body(j.seq)
 				code, err := l.post(ctx, body)
 				if err != nil && ctx.Err() != nil {
+					p.sent[j.seq-p.first].Store(0)
 					continue
 				}
 				p.done(h, code, err, time.Since(j.due))

@@ -57,6 +57,7 @@ type options struct {
 	out                                   string
 	bin                                   string
 	serveArgs                             string
+	env                                   string
 	pprofAddr                             string
 	ceilingDir                            string // internal: run as the ceiling subprocess
 }
@@ -80,6 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
 	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
 	fs.StringVar(&o.serveArgs, "serve-args", "", "extra arguments for deskrelay serve, space-separated (e.g. \"--pprof 127.0.0.1:6060\")")
+	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"): config experiments without editing the copy")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
 	if err := fs.Parse(args); err != nil {
@@ -101,6 +103,11 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-max-requests %d: use 1…100000000", o.maxRequests)
 	case o.source != "generic" && o.source != "servicenow":
 		return nil, fmt.Errorf("-source %q: use generic or servicenow", o.source)
+	}
+	for kv := range strings.SplitSeq(o.env, ",") {
+		if k, _, ok := strings.Cut(kv, "="); kv != "" && (!ok || !strings.HasPrefix(k, "DESKRELAY_")) {
+			return nil, fmt.Errorf("-deskrelay-env: %q is not DESKRELAY_KEY=VALUE", kv)
+		}
 	}
 	if _, err := parseRates(o.openRates); err != nil {
 		return nil, err
@@ -269,7 +276,7 @@ func run(ctx context.Context, o *options) error {
 	git, dirty := gitVersion(root)
 	now := time.Now()
 	res := &Result{
-		Date: now.UTC().Format(time.RFC3339), Git: git, Dirty: dirty, Command: "go run ./bench " + strings.Join(os.Args[1:], " "),
+		Date: now.UTC().Format(time.RFC3339), Git: git, Dirty: dirty, Command: command(os.Args[1:]),
 		Machine: Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
 		Source:  o.source, Sync: o.syncInterval, Callers: o.callers, Duration: o.duration.String(), Senders: o.senders,
 	}
@@ -320,6 +327,11 @@ func run(ctx context.Context, o *options) error {
 				"DESKRELAY_HTTP_LISTEN=127.0.0.1:0",
 				"DESKRELAY_NATS_EMBEDDED_LISTEN=127.0.0.1:0",
 				"DESKRELAY_NATS_EMBEDDED_SYNC_INTERVAL="+o.syncInterval)
+			for kv := range strings.SplitSeq(o.env, ",") {
+				if kv != "" {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
 			stream = "DESKRELAY_ROUTED"
 			if o.source == "servicenow" {
 				path = "/webhooks/snow"
@@ -576,6 +588,18 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// command is how the run was started, quoted for a shell.
+func command(args []string) string {
+	s := "go run ./bench"
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'$") {
+			a = strconv.Quote(a)
+		}
+		s += " " + a
+	}
+	return s
 }
 
 func moduleRoot() (string, error) {
