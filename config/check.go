@@ -147,6 +147,17 @@ func (c *Config) check() Errors {
 		errs = append(errs, checkPollAPI("connectors."+name, con)...)
 	}
 	positive("profiles.lookup_timeout", c.Profiles.LookupTimeout)
+	if inf := c.Profiles.Inference; inf.Enabled {
+		if inf.MinConfidence < 0 || inf.MinConfidence > 1 {
+			bad("profiles.inference.min_confidence", "must be 0 to 1, got %v", inf.MinConfidence)
+		}
+		if inf.HistoryCallers < 1 {
+			bad("profiles.inference.history_callers", "must be at least 1, got %d", inf.HistoryCallers)
+		}
+		if inf.HistoryPerCaller < 1 || inf.HistoryPerCaller > 20 {
+			bad("profiles.inference.history_per_caller", "must be 1 to 20, got %d", inf.HistoryPerCaller)
+		}
+	}
 	return errs
 }
 

@@ -61,6 +61,7 @@ func Default() Config {
 				States:   []string{"resolved", "closed"},
 				Profiles: []string{"supported", "trier"},
 			},
+			Inference: Inference{Enabled: true, MinConfidence: 0.5, HistoryCallers: 10000, HistoryPerCaller: 10},
 		},
 		Routing: Routing{
 			PriorityMatrix:  [][]int{{1, 2, 3}, {2, 3, 4}, {3, 4, 5}},

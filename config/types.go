@@ -219,6 +219,21 @@ type Profiles struct {
 	Cache       ProfileCache          `mapstructure:"cache"`
 	Surveys     Surveys               `mapstructure:"surveys"`
 	Familiar    Familiar              `mapstructure:"familiar"`
+	Inference   Inference             `mapstructure:"inference"`
+}
+
+// Inference configures the last profile source: an estimate from the
+// ticket and the caller's recent tickets, used only when no other source
+// knows the caller, and always labelled inferred.
+type Inference struct {
+	Enabled bool `mapstructure:"enabled"`
+	// MinConfidence: below it the profile stays unknown (with the inferred
+	// scores attached). 0 always names one of the four profiles.
+	MinConfidence float64 `mapstructure:"min_confidence"`
+	// HistoryCallers and HistoryPerCaller bound the in-memory history of
+	// unknown callers' recent tickets.
+	HistoryCallers   int `mapstructure:"history_callers"`
+	HistoryPerCaller int `mapstructure:"history_per_caller"`
 }
 
 // ProfileSource configures one profile source: a field of the ITSM's user
@@ -283,6 +298,9 @@ type Surveys struct {
 	DefaultScale string `mapstructure:"default_scale"`
 	// History is how many answers are kept per caller.
 	History int `mapstructure:"history"`
+	// Auth authenticates POST /surveys like a webhook source; without it
+	// the endpoint is off (the NATS subject is guarded by NATS itself).
+	Auth Auth `mapstructure:"auth"`
 }
 
 // Familiar configures remembering who resolved a caller's tickets.

@@ -156,18 +156,25 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 		c.m.chainCounters[LookupCancelled].Inc()
 		return ticket.Profile{}, time.Time{}, err
 	}
+	// Sources whose answer depends on the ticket rather than only on the
+	// caller (inference) are never cached, and still run when the cache or
+	// a missing caller key already says "unknown".
+	ticketOnly := false
+	fallback := unknown("no caller id or email on the ticket")
 	if caller.ID == "" && caller.Email == "" {
-		c.m.chainCounters[LookupUnknown].Inc()
-		return unknown("no caller id or email on the ticket"), c.now(), nil
+		ticketOnly = true
 	}
 	var gen uint64
-	if c.cache != nil && !all {
+	if c.cache != nil && !all && !ticketOnly {
 		if p, at, ok := c.cache.get(caller); ok {
-			c.m.chainCounters[LookupCached].Inc()
 			if tr != nil {
 				tr.Cached = true
 			}
-			return p, at, nil
+			if p.Name != ticket.Unknown || !c.hasTicketSources() {
+				c.m.chainCounters[LookupCached].Inc()
+				return p, at, nil
+			}
+			ticketOnly, fallback = true, p
 		}
 		gen = c.cache.generation()
 	}
@@ -178,6 +185,9 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	)
 	for i := range c.sources {
 		s := &c.sources[i]
+		if ticketOnly && !ticketDependent(s) {
+			continue
+		}
 		p, ok, result, err := c.try(ctx, s, caller, tr)
 		if err != nil {
 			c.m.chainCounters[LookupCancelled].Inc()
@@ -192,33 +202,62 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 			}
 			continue
 		}
-		if result == ResultMiss {
+		switch {
+		case ticketDependent(s):
+		case result == ResultMiss:
 			answered = true
-		} else {
+		default:
 			failed = append(failed, s.name+" ("+result+")")
 		}
 	}
 	at := c.now()
+	// Nothing is known when every caller source failed: retry rather than
+	// serve the caller as unknown, or as inferred from one ticket.
+	if !ticketOnly && !answered && len(failed) > 0 && (found == nil || found.Source == SourceInferred) {
+		c.m.chainCounters[LookupNoAnswer].Inc()
+		return ticket.Profile{}, at, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
+	}
+	reason := "caller " + triedKeys(caller) + " not in any profile source"
+	if len(failed) > 0 {
+		reason += "; no answer from " + strings.Join(failed, ", ")
+	}
+	cacheable := c.cache != nil && !all && !ticketOnly && len(failed) == 0
 	if found != nil {
 		c.m.chainCounters[LookupKnown].Inc()
-		if c.cache != nil && !all {
+		if found.Source == SourceInferred {
+			// Remember that the caller is unknown to the directory-like
+			// sources, not the inference from this one ticket.
+			if cacheable {
+				c.cache.put(caller, unknown(reason), at, gen)
+			}
+		} else if c.cache != nil && !all && !ticketOnly {
 			c.cache.put(caller, *found, at, gen)
 		}
 		return *found, at, nil
 	}
-	if !answered && len(failed) > 0 {
-		c.m.chainCounters[LookupNoAnswer].Inc()
-		return ticket.Profile{}, at, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
+	if ticketOnly {
+		c.m.chainCounters[LookupUnknown].Inc()
+		return fallback, at, nil
 	}
 	c.m.chainCounters[LookupUnknown].Inc()
-	reason := "caller " + triedKeys(caller) + " not in any profile source"
-	if len(failed) > 0 {
-		reason += "; no answer from " + strings.Join(failed, ", ")
-	} else if c.cache != nil && !all {
+	if cacheable {
 		// Every source said no: remember that for the negative TTL.
 		c.cache.put(caller, unknown(reason), at, gen)
 	}
 	return unknown(reason), at, nil
+}
+
+// ticketDependent reports whether a source answers from the ticket rather
+// than from what is known of the caller (inference).
+func ticketDependent(s *chainSource) bool { return s.name == SourceInferred }
+
+func (c *Chain) hasTicketSources() bool {
+	for i := range c.sources {
+		if ticketDependent(&c.sources[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // try asks one source. err is non-nil only when ctx is done.

@@ -204,3 +204,36 @@ func TestChainWithoutAnyAnswerIsAnError(t *testing.T) {
 		t.Errorf("error %q does not name the failed sources", err)
 	}
 }
+
+func TestChainNeverCachesAnInference(t *testing.T) {
+	dir := &fakeSource{name: "directory"}
+	inferred := &fakeSource{name: SourceInferred, ok: true, p: ticket.Profile{Name: ticket.Trier, Source: SourceInferred, Confidence: 0.7}}
+	cache, err := NewCache(WithTTL(time.Minute), WithNegativeTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewChain(zap.NewNop(), nil, time.Second, dir, inferred).WithCache(cache)
+	for i := range 3 {
+		p, err := c.Lookup(t.Context(), bothKeys)
+		if err != nil || p.Name != ticket.Trier || p.Source != SourceInferred {
+			t.Fatalf("lookup %d = %+v, %v; want the inference", i+1, p, err)
+		}
+	}
+	if n := dir.calls.Load(); n != 1 {
+		t.Errorf("directory asked %d times, want once (its miss is cached)", n)
+	}
+	if n := inferred.calls.Load(); n != 3 {
+		t.Errorf("inference ran %d times, want 3: it depends on the ticket, so it is never cached", n)
+	}
+
+	p, err := c.Lookup(t.Context(), ticket.Caller{Name: "No Keys"})
+	if err != nil || p.Source != SourceInferred {
+		t.Errorf("a caller without keys = %+v, %v; want the inference from the ticket", p, err)
+	}
+
+	down := &fakeSource{name: "directory", err: errors.New("not synced")}
+	c2 := NewChain(zap.NewNop(), nil, time.Second, down, inferred)
+	if _, err := c2.Lookup(t.Context(), bothKeys); !errors.Is(err, ErrNoAnswer) {
+		t.Errorf("directory down with inference behind it: Lookup error = %v, want ErrNoAnswer (retry, do not guess)", err)
+	}
+}

@@ -36,6 +36,8 @@ const (
 	fProfileConfidence
 	fProfileCompetence
 	fProfileAttitude
+	fProfileFamiliarGroup
+	fProfileFamiliarAgent
 )
 
 // kind is what a field holds, which decides the operators it accepts.
@@ -86,6 +88,8 @@ var fields = []*field{
 	{name: "profile.confidence", id: fProfileConfidence, kind: kindNumber, what: "a number"},
 	{name: "profile.competence", id: fProfileCompetence, kind: kindNumber, what: "a number"},
 	{name: "profile.attitude", id: fProfileAttitude, kind: kindNumber, what: "a number"},
+	{name: "profile.familiar_group", id: fProfileFamiliarGroup, kind: kindText, what: "text"},
+	{name: "profile.familiar_agent", id: fProfileFamiliarAgent, kind: kindText, what: "text"},
 }
 
 // fieldsByName indexes fields, plus the alias "profile" for profile.name.
@@ -152,6 +156,10 @@ func (in *input) text(id fieldID) string {
 		return string(in.p.Name)
 	case fProfileSource:
 		return in.p.Source
+	case fProfileFamiliarGroup:
+		return in.p.FamiliarGroup
+	case fProfileFamiliarAgent:
+		return in.p.FamiliarAgent
 	}
 	return ""
 }

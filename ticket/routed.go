@@ -64,6 +64,10 @@ type Profile struct {
 	Competence *float64    `json:"competence,omitempty"`
 	Attitude   *float64    `json:"attitude,omitempty"`
 	Reason     string      `json:"reason,omitempty"`
+	// FamiliarGroup and FamiliarAgent are who resolved most of this
+	// caller's earlier tickets, when deskrelay remembers it (profiles.familiar).
+	FamiliarGroup string `json:"familiar_group,omitempty"`
+	FamiliarAgent string `json:"familiar_agent,omitempty"`
 }
 
 // Tier is the support level that should serve a ticket.

@@ -21,6 +21,7 @@ import (
 type plan struct {
 	cfg       *config.Config
 	endpoints map[string]*connectors.Endpoint
+	surveys   *connectors.Auth // nil: POST /surveys is off
 	pollers   map[string]connectors.Poller
 	hints     map[ticket.ProfileName]ticket.Hints
 	quadrant  enrichment.Quadrant
@@ -42,6 +43,14 @@ func compile(path string, log *zap.Logger, pm *connectors.PollMetrics) (*plan, e
 		errs = append(errs, config.AsErrors(err)...)
 	} else {
 		p.endpoints, p.pollers = built.Endpoints, built.Pollers
+	}
+	if cfg.Profiles.Surveys.Auth.Type != "" {
+		if p.surveys, err = connectors.NewAuth("profiles.surveys.auth", cfg.Profiles.Surveys.Auth); err != nil {
+			errs = append(errs, config.AsErrors(err)...)
+		}
+	}
+	if err := enrichment.Check(cfg.Profiles, cfg.Connectors); err != nil {
+		errs = append(errs, config.AsErrors(err)...)
 	}
 	if p.hints, err = enrichment.Hints(cfg.Profiles.Hints); err != nil {
 		errs = append(errs, config.AsErrors(err)...)

@@ -109,7 +109,7 @@ With --check, only parse and report every bad row with its line.`,
 			})
 		},
 	}
-	cmd.AddCommand(imp, exp, profilesInferCmd(g))
+	cmd.AddCommand(imp, exp, profilesGetCmd(g), profilesInferCmd(g))
 	return cmd
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/enrichment"
+	"github.com/deskrelay/deskrelay/enrichment/infer"
 	"github.com/deskrelay/deskrelay/internal/bus"
 	"github.com/deskrelay/deskrelay/internal/pipeline"
 )
@@ -125,15 +128,36 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 		}
 		log.Info("profile directory seeded", zap.Int("rows", len(p.profiles)), zap.Int("new_keys", n))
 	}
-	dir := enrichment.NewDirectory(kv, p.quadrant, log)
-	chain := enrichment.NewChain(log, enrichment.NewMetrics(reg), cfg.Profiles.LookupTimeout, dir)
+	var last []enrichment.Source
+	if inf := cfg.Profiles.Inference; inf.Enabled {
+		history, err := infer.NewMemory(inf.HistoryCallers, inf.HistoryPerCaller)
+		if err != nil {
+			return fmt.Errorf("profile inference: %w", err)
+		}
+		src, err := infer.New(infer.WithMinConfidence(inf.MinConfidence), infer.WithHistory(history), infer.WithMetrics(infer.NewMetrics(reg)))
+		if err != nil {
+			return fmt.Errorf("profile inference: %w", err)
+		}
+		last = append(last, src)
+	}
+	prof, profMetrics, err := buildProfiles(cfg, kv, nc, b.Subject, p.quadrant, log, reg, pollMetrics, last...)
+	if err != nil {
+		return err
+	}
+	dir := prof.Directory
 	cons, err := b.IngestConsumer(ctx, cfg.Pipeline)
 	if err != nil {
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
-	proc := pipeline.New(cons, chain, p.tree, b, cfg.Pipeline, log, pipeline.NewMetrics(reg))
+	enricher := profiler{chain: prof.Chain, familiar: prof.Familiar, m: profMetrics, log: log.Named("profiles")}
+	proc := pipeline.New(cons, enricher, familiarRouter{tree: p.tree, familiar: prof.Familiar}, b, cfg.Pipeline, log, pipeline.NewMetrics(reg))
 
 	mux := http.NewServeMux()
+	if p.surveys != nil {
+		mux.Handle("POST /surveys", authenticated(p.surveys, cfg.HTTP.MaxBodyBytes, prof.Surveys))
+	} else {
+		log.Info("POST /surveys is off; set profiles.surveys.auth to take survey answers over HTTP")
+	}
 	mux.Handle("/webhooks/{source}", connectors.NewIngress(p.endpoints, b, cfg.HTTP.PublishTimeout, cfg.HTTP.RetryAfter, log, connectors.NewMetrics(reg)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
@@ -180,7 +204,7 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	eg, ectx := errgroup.WithContext(work)
-	eg.Go(func() error { return dir.Run(ectx) })
+	eg.Go(func() error { return prof.Run(ectx) })
 	eg.Go(func() error {
 		// Until the directory is loaded every caller would look unknown.
 		select {
@@ -251,7 +275,7 @@ wait:
 				log.Error("config reload failed; the running rules stay", zap.Error(err))
 				continue
 			}
-			proc.SetRouter(np.tree)
+			proc.SetRouter(familiarRouter{tree: np.tree, familiar: prof.Familiar})
 			reloaded.Set(1)
 			log.Info("config reloaded: routing rules and profile hints replaced; other changes need a restart")
 		}
@@ -279,6 +303,33 @@ wait:
 	}
 	log.Info("stopped")
 	return runErr
+}
+
+// authenticated checks a request's credentials over its body, as the
+// webhook ingress does, before next sees it.
+func authenticated(a *connectors.Auth, maxBody int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", maxBody))
+			return
+		}
+		if err := a.Verify(r.Header, body); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="deskrelay"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
 }
 
 // loopback reports whether a listen address stays on this host.

@@ -381,3 +381,53 @@ func TestSendSignsAsTheConnectorExpects(t *testing.T) {
 		t.Errorf("send to an unknown connector = %d, %s", code, stderr.String())
 	}
 }
+
+// Issue 5's done-when: a caller known only through a survey answer posted
+// a moment earlier is routed with that profile; a caller nobody knows is
+// routed with a profile inferred from the ticket, labelled as such.
+func TestServeUsesSurveysAndInference(t *testing.T) {
+	r := startServe(t, nil)
+	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
+	survey := func(auth, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+r.HTTP+"/surveys", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := survey("", `{"email":"new.hire@example.com","competence":2,"attitude":1}`); code != http.StatusUnauthorized {
+		t.Errorf("a survey answer without credentials = %d, want 401", code)
+	}
+	if code, body := survey("Bearer "+r.token, `{"email":"new.hire@example.com","competence":11,"attitude":1}`); code != http.StatusBadRequest {
+		t.Errorf("an answer out of scale = %d %s, want 400", code, body)
+	}
+	if code, body := survey("Bearer "+r.token, `{"email":"new.hire@example.com","competence":2,"attitude":1}`); code != http.StatusOK && code != http.StatusCreated && code != http.StatusAccepted {
+		t.Fatalf("survey answer = %d %s", code, body)
+	}
+	if code, body := r.post(t, laptop("SURVEY-1", "new.hire@example.com")); code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	nobody := `{"id":"INFER-1","title":"Outlook crashes","description":"Could someone please just sort this out for me? I have no time for this today.","caller":{"email":"nobody.known@example.com"},"channel":"phone","category":"software","updated_at":"2024-05-13T10:15:42Z"}`
+	if code, body := r.post(t, nobody); code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	got := map[string]ticket.Profile{}
+	for len(got) < 2 {
+		var rt ticket.Routed
+		_ = json.Unmarshal(next().Data(), &rt)
+		got[rt.Ticket.ID] = rt.Profile
+	}
+	if p := got["SURVEY-1"]; p.Name != ticket.Supported || p.Source != "survey" {
+		t.Errorf("caller known by a survey answer routed as %+v, want supported from the survey", p)
+	}
+	if p := got["INFER-1"]; p.Source != "inferred" || p.Competence == nil || p.Attitude == nil {
+		t.Errorf("an unknown caller routed as %+v, want a profile labelled inferred, with scores", p)
+	}
+}

@@ -19,10 +19,11 @@ import (
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
-// Enricher finds the caller's profile. An error is transient: the message
-// is retried after the retry delay.
+// Enricher finds the profile of the ticket's caller; it sees the whole
+// ticket, so that it can infer a profile from it or remember who resolved
+// it. An error is transient: the message is retried after the retry delay.
 type Enricher interface {
-	Lookup(ctx context.Context, c ticket.Caller) (ticket.Profile, error)
+	Lookup(ctx context.Context, t *ticket.Ticket) (ticket.Profile, error)
 }
 
 // Router decides tier, channel, priority and hints. It does no I/O; an
@@ -403,7 +404,7 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	var prof ticket.Profile
-	err = p.guard(d, StageEnrich, func() (err error) { prof, err = p.enr.Lookup(hctx, tk.Caller); return err })
+	err = p.guard(d, StageEnrich, func() (err error) { prof, err = p.enr.Lookup(hctx, &tk); return err })
 	switch {
 	case errors.Is(err, errPanic):
 		p.deadLetter(hctx, d, ticket.ReasonEnrichment, tk.ID, err)

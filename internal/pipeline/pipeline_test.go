@@ -28,8 +28,8 @@ var fixedNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
 type enricherFunc func(ctx context.Context, c ticket.Caller) (ticket.Profile, error)
 
-func (f enricherFunc) Lookup(ctx context.Context, c ticket.Caller) (ticket.Profile, error) {
-	return f(ctx, c)
+func (f enricherFunc) Lookup(ctx context.Context, t *ticket.Ticket) (ticket.Profile, error) {
+	return f(ctx, t.Caller)
 }
 
 type routerFunc func(tk *ticket.Ticket, p *ticket.Profile) (ticket.Routing, error)
