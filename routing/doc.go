@@ -33,7 +33,8 @@
 // ticket.subcategory, ticket.impact, ticket.urgency, ticket.priority,
 // ticket.state, ticket.assignment_group, ticket.configuration_item,
 // ticket.tags, profile.name (a profile name; "profile" alone is an alias),
-// profile.source, profile.confidence, profile.competence, profile.attitude.
+// profile.source, profile.confidence, profile.competence, profile.attitude,
+// profile.familiar_group, profile.familiar_agent.
 //
 // ticket.priority is the effective priority before adjustments: the
 // ticket's own, else the priority matrix entry for its impact and urgency,

@@ -35,6 +35,7 @@ func init() {
 type globals struct {
 	configPath string
 	logFormat  string
+	pprofAddr  string // serve --pprof
 }
 
 func main() {

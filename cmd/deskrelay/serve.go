@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,7 +34,7 @@ import (
 )
 
 func serveCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run deskrelay: webhook ingress, processing and publishing",
 		Long: `Run every stage of deskrelay in one process. With no nats.url in the
@@ -49,6 +50,36 @@ tickets in flight, flushes NATS and exits 0.`,
 			return serve(ctx, g, nil)
 		},
 	}
+	cmd.Flags().StringVar(&g.pprofAddr, "pprof", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060); off by default")
+	return cmd
+}
+
+// servePprof serves net/http/pprof on its own loopback listener until ctx
+// is done. It refuses an address beyond this host: profiles reveal memory.
+func servePprof(ctx context.Context, addr string, log *zap.Logger) error {
+	if !loopback(addr) || addr == "" || addr == "none" {
+		return fmt.Errorf("--pprof %q: use a loopback address such as 127.0.0.1:6060", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Info("pprof listening", zap.String("addr", ln.Addr().String()))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // addrs are where a running deskrelay listens.
@@ -205,6 +236,9 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	defer cancelWork()
 	eg, ectx := errgroup.WithContext(work)
 	eg.Go(func() error { return prof.Run(ectx) })
+	if g.pprofAddr != "" {
+		eg.Go(func() error { return servePprof(ectx, g.pprofAddr, log) })
+	}
 	eg.Go(func() error {
 		// Until the directory is loaded every caller would look unknown.
 		select {
