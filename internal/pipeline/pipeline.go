@@ -46,6 +46,14 @@ var ErrInvalidOption = errors.New("invalid pipeline option")
 // its ctx ended.
 const DefaultDrainTimeout = 10 * time.Second
 
+// DefaultMaxPending is how many messages Run holds at once by default:
+// fetched and buffered, being processed, or waiting for the PubAck of
+// their routed message (see [WithMaxPending]). Waiting for a PubAck takes
+// no worker, so this, not the number of workers, bounds the round trips
+// in flight; it stays well under the consumer's max_ack_pending (1000 by
+// default), which the server enforces anyway.
+const DefaultMaxPending = 256
+
 // MaxRetryDelay caps the delay before a transiently failed message is
 // redelivered; see [RetryDelay].
 const MaxRetryDelay = 5 * time.Minute
@@ -99,6 +107,20 @@ func WithDrainTimeout(d time.Duration) Option {
 	}
 }
 
+// WithMaxPending sets how many messages Run holds at once (default
+// [DefaultMaxPending]): it is the size of the pull batch and the bound on
+// messages whose routed publish awaits its PubAck. Values above the
+// consumer's max_ack_pending bring nothing: the server delivers no more.
+func WithMaxPending(n int) Option {
+	return func(p *Processor) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max pending must be at least 1, got %d", ErrInvalidOption, n)
+		}
+		p.maxPending = n
+		return nil
+	}
+}
+
 // Processor is the processing stage. Run it once; SetRouter may be called
 // concurrently with Run.
 type Processor struct {
@@ -112,6 +134,7 @@ type Processor struct {
 	m            *Metrics
 	now          func() time.Time
 	drainTimeout time.Duration
+	maxPending   int
 	err          error // from an option, returned by Run
 	// pullOpts are added to the iterator's options (tests shorten the
 	// heartbeat).
@@ -148,6 +171,7 @@ func New(cons jetstream.Consumer, enr Enricher, rt Router, pub Publisher, cfg co
 		m:            m,
 		now:          time.Now,
 		drainTimeout: DefaultDrainTimeout,
+		maxPending:   DefaultMaxPending,
 	}
 	p.router.Store(&routerRef{rt})
 	for _, o := range opts {
@@ -172,8 +196,11 @@ const (
 	consumeBackoffMax = 30 * time.Second
 )
 
-// Run consumes the ingest stream with cfg.Workers concurrent handlers until
-// ctx ends. Then it stops fetching, naks the messages fetched but not
+// Run consumes the ingest stream until ctx ends. It pulls up to the max
+// pending count ([WithMaxPending]) of messages at a time; cfg.Workers of
+// them at most are decoded, enriched and routed at once, and each then
+// waits for the PubAck of its routed message without holding a worker, so
+// that many routed publishes are in flight while the workers go on. Then it stops fetching, naks the messages fetched but not
 // started (they are redelivered at once), lets the in-flight ones finish
 // and ack or nak (at most the drain timeout, after which their context is
 // cancelled), and returns nil.
@@ -199,10 +226,12 @@ func (p *Processor) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, p.cfg.Workers)
-	p.log.Info("pipeline started", zap.String("consumer", p.consumerName()), zap.Int("workers", p.cfg.Workers), zap.Int("max_deliver", p.maxDeliver))
+	slots := make(chan struct{}, p.maxPending)
+	workers := make(chan struct{}, p.cfg.Workers)
+	p.log.Info("pipeline started", zap.String("consumer", p.consumerName()), zap.Int("workers", p.cfg.Workers),
+		zap.Int("max_pending", p.maxPending), zap.Int("max_deliver", p.maxDeliver))
 
-	runErr := p.consume(ctx, workCtx, &wg, slots)
+	runErr := p.consume(ctx, workCtx, &wg, slots, workers)
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -224,11 +253,11 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // consume reads the consumer through one message iterator after another
 // until ctx ends (nil) or an error leaves nothing to retry.
-func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, slots chan struct{}) error {
-	opts := append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(p.cfg.Workers)}, p.pullOpts...)
+func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}) error {
+	opts := append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(p.maxPending)}, p.pullOpts...)
 	failures := 0
 	for {
-		err := p.consumeIterator(ctx, workCtx, wg, slots, opts, &failures)
+		err := p.consumeIterator(ctx, workCtx, wg, slots, workers, opts, &failures)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
@@ -261,7 +290,7 @@ func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, sl
 
 // consumeIterator hands the messages of one iterator to handlers. It
 // returns nil when ctx ended, else the iterator's error.
-func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots chan struct{}, opts []jetstream.PullMessagesOpt, failures *int) error {
+func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}, opts []jetstream.PullMessagesOpt, failures *int) error {
 	it, err := p.cons.Messages(opts...)
 	if err != nil {
 		return fmt.Errorf("open message iterator: %w", err)
@@ -295,7 +324,7 @@ func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitG
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			p.handle(workCtx, msg)
+			p.handle(ctx, workCtx, workers, msg)
 		})
 	}
 }
@@ -372,7 +401,30 @@ func (p *Processor) guard(d *delivery, stage string, f func() error) (err error)
 	return f()
 }
 
-func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
+// handle processes msg: it waits for one of workers (or, when stopCtx
+// ends first, hands msg back unstarted), decodes, enriches and routes,
+// gives the worker back, publishes the routed message and acks msg once
+// that publish is acknowledged. ctx is the work context, which outlives
+// stopCtx by the drain timeout.
+func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, msg jetstream.Msg) {
+	select {
+	case workers <- struct{}{}:
+	case <-stopCtx.Done():
+		p.release(msg)
+		return
+	}
+	held := true
+	done := func() {
+		if held {
+			held = false
+			<-workers
+		}
+	}
+	defer done()
+	if stopCtx.Err() != nil { // both were ready: stopping wins
+		p.release(msg)
+		return
+	}
 	meta, err := msg.Metadata()
 	if err != nil {
 		// Not a JetStream delivery: nothing to ack or retry.
@@ -423,6 +475,7 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	routed := &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: p.now()}
+	done() // waiting for the PubAck needs no worker
 	err = p.guard(d, StagePublishRouted, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
 	if err != nil {
 		err = fmt.Errorf("publish routed: %w", err)
@@ -435,7 +488,11 @@ func (p *Processor) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	p.m.routed.WithLabelValues(string(dec.Tier), string(dec.Channel), string(prof.Name)).Inc()
 	p.m.latency.Observe(p.now().Sub(meta.Timestamp).Seconds())
-	if err := msg.DoubleAck(hctx); err != nil {
+	// A plain ack, not a double ack: the routed message is stored, so
+	// should this ack be lost the redelivery publishes it again under the
+	// same Nats-Msg-Id, which JetStream drops as a duplicate. Waiting for
+	// the server to confirm the ack would buy nothing but a round trip.
+	if err := msg.Ack(); err != nil {
 		d.log.Warn("ack after routed publish failed; the redelivery will not publish twice", zap.Error(err))
 		return
 	}
@@ -510,7 +567,7 @@ func (p *Processor) deadLetter(ctx context.Context, d *delivery, reason, ticketI
 	}
 	p.m.dlq.WithLabelValues(reason).Inc()
 	d.log.Warn("message sent to the dead letters", zap.String("reason", reason), zap.String("source", d.source), zap.Error(cause))
-	if err := d.msg.DoubleAck(ctx); err != nil {
+	if err := d.msg.Ack(); err != nil { // a plain ack, as after a routed publish
 		d.log.Warn("ack after dead letter failed; the redelivery will not publish twice", zap.Error(err))
 	}
 }

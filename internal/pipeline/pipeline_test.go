@@ -592,7 +592,7 @@ func TestCrashBetweenPublishAndAck(t *testing.T) {
 	died := make(chan struct{})
 	go func() {
 		defer close(died)
-		doomed.handle(t.Context(), first)
+		doomed.handle(t.Context(), t.Context(), make(chan struct{}, 1), first)
 	}()
 	<-died
 	if n := e.streamMsgs(t, bus.KindRouted); n != 1 {
