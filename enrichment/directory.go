@@ -92,9 +92,24 @@ func (d *Directory) Len() int {
 // Keys that are not profile keys and values that do not decode are logged
 // by revision and left out; a bad value also removes the key's old one.
 func (d *Directory) Run(ctx context.Context) error {
-	w, err := d.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("profile directory: watch %s: %w", d.kv.Bucket(), err)
+	// Starting the watch can time out on a busy or briefly unreachable
+	// server: keep trying (Lookup answers ErrNotSynced meanwhile, and the
+	// pipeline waits for Synced) rather than stop deskrelay.
+	var w jetstream.KeyWatcher
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		var err error
+		if w, err = d.kv.WatchAll(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.Warn("profile directory: cannot watch the bucket yet, retrying", zap.String("bucket", d.kv.Bucket()), zap.Duration("retry_in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	defer stopWatch(w)
 	d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))

@@ -101,14 +101,11 @@ func NewFamiliar(kv jetstream.KeyValue, cfg config.Familiar, log *zap.Logger, m 
 // skipped (counted, nil error). Call it for every ticket update the
 // pipeline sees; a ticket recorded before is updated, not added twice.
 // The error means the bucket could not be written.
-//
-// ticket.Ticket carries no assignee yet, so only the group is recorded;
-// [Familiar.Record] takes an agent too.
 func (f *Familiar) Remember(ctx context.Context, t ticket.Ticket) error {
 	if f == nil {
 		return nil
 	}
-	if !slices.Contains(f.states, strings.ToLower(strings.TrimSpace(t.State))) || t.AssignmentGroup == "" ||
+	if !slices.Contains(f.states, strings.ToLower(strings.TrimSpace(t.State))) || (t.AssignmentGroup == "" && t.AssignedTo == "") ||
 		(t.Caller.Email == "" && t.Caller.ID == "") {
 		f.m.familiar.WithLabelValues("skipped").Inc()
 		return nil
@@ -117,7 +114,7 @@ func (f *Familiar) Remember(ctx context.Context, t ticket.Ticket) error {
 	if at.IsZero() {
 		at = f.now()
 	}
-	return f.Record(ctx, t.Caller, Resolution{TicketID: t.Source + ":" + t.ID, Group: t.AssignmentGroup, ResolvedAt: at.UTC()})
+	return f.Record(ctx, t.Caller, Resolution{TicketID: t.Source + ":" + t.ID, Group: t.AssignmentGroup, Agent: t.AssignedTo, ResolvedAt: at.UTC()})
 }
 
 // Record adds r to the caller's history under their email and id keys:

@@ -235,7 +235,7 @@ func ticketFields(t *ticket.Ticket) []caseField {
 		{"title", &t.Title}, {"description", &t.Description}, {"caller", &t.Caller},
 		{"channel", &t.Channel}, {"category", &t.Category}, {"subcategory", &t.Subcategory},
 		{"impact", &t.Impact}, {"urgency", &t.Urgency}, {"priority", &t.Priority},
-		{"state", &t.State}, {"assignment_group", &t.AssignmentGroup},
+		{"state", &t.State}, {"assignment_group", &t.AssignmentGroup}, {"assigned_to", &t.AssignedTo},
 		{"configuration_item", &t.ConfigurationItem},
 		{"opened_at", &t.OpenedAt}, {"updated_at", &t.UpdatedAt}, {"version", &t.Version}, {"tags", &t.Tags},
 	}

@@ -29,6 +29,7 @@ const (
 	fTicketPriority
 	fTicketState
 	fTicketAssignmentGroup
+	fTicketAssignedTo
 	fTicketConfigurationItem
 	fTicketTags
 	fProfileName
@@ -81,6 +82,7 @@ var fields = []*field{
 	{name: "ticket.priority", id: fTicketPriority, kind: kindNumber, what: "a number", whole: true},
 	{name: "ticket.state", id: fTicketState, kind: kindText, what: "text"},
 	{name: "ticket.assignment_group", id: fTicketAssignmentGroup, kind: kindText, what: "text"},
+	{name: "ticket.assigned_to", id: fTicketAssignedTo, kind: kindText, what: "text"},
 	{name: "ticket.configuration_item", id: fTicketConfigurationItem, kind: kindText, what: "text"},
 	{name: "ticket.tags", id: fTicketTags, kind: kindList, what: "a list of tags"},
 	{name: "profile.name", id: fProfileName, kind: kindEnum, what: "a profile name", parse: parseProfile},
@@ -150,6 +152,8 @@ func (in *input) text(id fieldID) string {
 		return in.tk.State
 	case fTicketAssignmentGroup:
 		return in.tk.AssignmentGroup
+	case fTicketAssignedTo:
+		return in.tk.AssignedTo
 	case fTicketConfigurationItem:
 		return in.tk.ConfigurationItem
 	case fProfileName:

@@ -62,20 +62,23 @@ type Caller struct {
 // required; Impact and Urgency are 1 (high) … 3 (low) and Priority is
 // 1 (critical) … 5 (planning), 0 meaning "not given by the source".
 type Ticket struct {
-	ID                string    `json:"id"`
-	Source            string    `json:"source"`
-	Number            string    `json:"number,omitempty"`
-	Title             string    `json:"title"`
-	Description       string    `json:"description,omitempty"`
-	Caller            Caller    `json:"caller"`
-	Channel           Channel   `json:"channel,omitempty"`
-	Category          string    `json:"category,omitempty"`
-	Subcategory       string    `json:"subcategory,omitempty"`
-	Impact            int       `json:"impact,omitempty"`
-	Urgency           int       `json:"urgency,omitempty"`
-	Priority          int       `json:"priority,omitempty"`
-	State             string    `json:"state,omitempty"`
-	AssignmentGroup   string    `json:"assignment_group,omitempty"`
+	ID              string  `json:"id"`
+	Source          string  `json:"source"`
+	Number          string  `json:"number,omitempty"`
+	Title           string  `json:"title"`
+	Description     string  `json:"description,omitempty"`
+	Caller          Caller  `json:"caller"`
+	Channel         Channel `json:"channel,omitempty"`
+	Category        string  `json:"category,omitempty"`
+	Subcategory     string  `json:"subcategory,omitempty"`
+	Impact          int     `json:"impact,omitempty"`
+	Urgency         int     `json:"urgency,omitempty"`
+	Priority        int     `json:"priority,omitempty"`
+	State           string  `json:"state,omitempty"`
+	AssignmentGroup string  `json:"assignment_group,omitempty"`
+	// AssignedTo is the agent the ticket is assigned to, as the source
+	// names them (a name where it gives one, else its id).
+	AssignedTo        string    `json:"assigned_to,omitempty"`
 	ConfigurationItem string    `json:"configuration_item,omitempty"`
 	OpenedAt          time.Time `json:"opened_at,omitzero"`
 	UpdatedAt         time.Time `json:"updated_at,omitzero"`

@@ -96,6 +96,7 @@ func (tb *tables) decodeRecord(rec gjson.Result, raw []byte) (ticket.Ticket, err
 	if t.AssignmentGroup == "" {
 		t.AssignmentGroup = str(rec.Get("group_id"))
 	}
+	t.AssignedTo = str(rec.Get("responder_id")) // the agent, by id
 	t.Tags = tags(rec.Get("tags"))
 	if t.OpenedAt, err = parseTime(rec, "created_at"); err != nil {
 		return ticket.Ticket{}, err

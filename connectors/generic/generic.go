@@ -42,7 +42,7 @@ func init() {
 var Fields = []string{
 	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
 	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "configuration_item", "opened_at", "updated_at", "version", "tags",
+	"assignment_group", "assigned_to", "configuration_item", "opened_at", "updated_at", "version", "tags",
 }
 
 // coded are the fields whose values may be translated by a values table.
@@ -217,6 +217,8 @@ func (w *webhook) set(t *ticket.Ticket, field string, res gjson.Result) error {
 		t.State = s
 	case "assignment_group":
 		t.AssignmentGroup = s
+	case "assigned_to":
+		t.AssignedTo = s
 	case "configuration_item":
 		t.ConfigurationItem = s
 	case "opened_at":

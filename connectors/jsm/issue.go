@@ -2,6 +2,7 @@ package jsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,6 +163,11 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	if rep.EmailAddress != nil {
 		t.Caller.Email = *rep.EmailAddress
 	}
+	var assignee user
+	if err := get("assignee", &assignee); err != nil {
+		return ticket.Ticket{}, nil, err
+	}
+	t.AssignedTo = cmp.Or(assignee.DisplayName, assignee.AccountID)
 
 	var prio named
 	if err := get("priority", &prio); err != nil {

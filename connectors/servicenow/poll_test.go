@@ -103,7 +103,7 @@ func TestPollRequest(t *testing.T) {
 		want   map[string]string
 	}{
 		{"defaults read the mapped fields", nil, nil, map[string]string{
-			"sysparm_fields":                 "assignment_group,assignment_group.name,caller_id,caller_id.email,caller_id.name,category,cmdb_ci,cmdb_ci.name,contact_type,description,impact,number,opened_at,priority,short_description,state,subcategory,sys_id,sys_mod_count,sys_updated_on,urgency",
+			"sysparm_fields":                 "assigned_to,assigned_to.name,assignment_group,assignment_group.name,caller_id,caller_id.email,caller_id.name,category,cmdb_ci,cmdb_ci.name,contact_type,description,impact,number,opened_at,priority,short_description,state,subcategory,sys_id,sys_mod_count,sys_updated_on,urgency",
 			"sysparm_limit":                  "2",
 			"sysparm_offset":                 "0",
 			"sysparm_exclude_reference_link": "true",

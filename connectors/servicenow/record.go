@@ -24,7 +24,7 @@ const TimeLayout = "2006-01-02 15:04:05"
 var Fields = []string{
 	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
 	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "configuration_item", "opened_at", "updated_at", "version", "tags",
+	"assignment_group", "assigned_to", "configuration_item", "opened_at", "updated_at", "version", "tags",
 }
 
 // defaultFields maps each ticket field to the record fields it is read
@@ -61,6 +61,7 @@ func defaultFields(table string) map[string][]string {
 		"priority":           {"priority"},
 		"state":              {"state"},
 		"assignment_group":   {"assignment_group.name", "assignment_group"},
+		"assigned_to":        {"assigned_to.name", "assigned_to"},
 		"configuration_item": {"cmdb_ci.name", "cmdb_ci"},
 		"opened_at":          {"opened_at"},
 		"updated_at":         {"sys_updated_on"},
@@ -73,7 +74,7 @@ func defaultFields(table string) map[string][]string {
 // nameFields prefer a reference's display_value (with
 // sysparm_display_value=all) over its sys_id: people read them in routing
 // rules. Every other field takes the database value.
-var nameFields = []string{"caller.name", "assignment_group", "configuration_item"}
+var nameFields = []string{"caller.name", "assignment_group", "assigned_to", "configuration_item"}
 
 // Default code tables of the base system's incident table (see
 // testdata/SOURCES.md; instances can change choice lists, and the codes
@@ -341,6 +342,8 @@ func (m *mapper) set(t *ticket.Ticket, field, s string) error {
 		t.State = m.code("state", s, s)
 	case "assignment_group":
 		t.AssignmentGroup = s
+	case "assigned_to":
+		t.AssignedTo = s
 	case "configuration_item":
 		t.ConfigurationItem = s
 	case "opened_at":
