@@ -118,6 +118,7 @@ func Build(cfg config.Profiles, d Deps) (*Built, error) {
 		add(err)
 	}
 	b.Directory = NewDirectory(d.KV, d.Quadrant, d.Log, WithInvalidation(b.Cache), WithFamiliar(b.Familiar))
+	b.Surveys.seen = b.Directory // an answer is visible here once recorded
 
 	var sources []Source
 	seen := map[string]bool{}

@@ -42,6 +42,10 @@ type Directory struct {
 	mu      sync.RWMutex
 	byID    map[string]ticket.Profile
 	byEmail map[string]ticket.Profile // lower-case email
+
+	revMu sync.Mutex
+	rev   uint64        // the last bucket revision applied
+	revCh chan struct{} // closed and replaced when rev grows
 }
 
 // DirectoryOption configures [NewDirectory].
@@ -63,6 +67,7 @@ func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger, opts ...Di
 		q:       q,
 		log:     log.Named("enrichment.directory"),
 		synced:  make(chan struct{}),
+		revCh:   make(chan struct{}),
 		byID:    make(map[string]ticket.Profile),
 		byEmail: make(map[string]ticket.Profile),
 	}
@@ -74,6 +79,38 @@ func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger, opts ...Di
 
 // Name returns "directory".
 func (d *Directory) Name() string { return SourceDirectory }
+
+// applied records that the watch delivered revision rev and wakes those
+// waiting for it.
+func (d *Directory) applied(rev uint64) {
+	d.revMu.Lock()
+	if rev > d.rev {
+		d.rev = rev
+		close(d.revCh)
+		d.revCh = make(chan struct{})
+	}
+	d.revMu.Unlock()
+}
+
+// WaitRevision returns once the directory has applied the bucket's
+// revision rev (or a later one), or when ctx is done; at most a second.
+func (d *Directory) WaitRevision(ctx context.Context, rev uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for {
+		d.revMu.Lock()
+		cur, ch := d.rev, d.revCh
+		d.revMu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("profile directory: revision %d not seen yet (at %d): %w", rev, cur, ctx.Err())
+		}
+	}
+}
 
 // Synced is closed once the values in the bucket when Run started have been
 // loaded. Wait on it (and on Run's error) before taking work.
@@ -156,6 +193,7 @@ func stopWatch(w jetstream.KeyWatcher) {
 
 // apply records one change of the bucket.
 func (d *Directory) apply(e jetstream.KeyValueEntry) {
+	defer d.applied(e.Revision())
 	key := e.Key()
 	switch {
 	case strings.HasPrefix(key, surveyPrefix): // history, read when written

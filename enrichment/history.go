@@ -19,7 +19,7 @@ var errNoChange = errors.New("no change")
 // writes what fn returns, only if nobody wrote the key in between;
 // otherwise it reads again. fn returning errNoChange writes nothing and
 // makes casUpdate return (false, nil). Each KV call is bounded by kvTimeout.
-func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, fn func(old []byte) ([]byte, error)) (bool, error) {
+func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, fn func(old []byte) ([]byte, error)) (uint64, error) {
 	for range casAttempts {
 		var (
 			old []byte
@@ -31,32 +31,33 @@ func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, fn func(o
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound): // none yet, or deleted
 		case err != nil:
-			return false, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+			return 0, fmt.Errorf("read %s: %w", kv.Bucket(), err)
 		default:
 			old, rev = e.Value(), e.Revision()
 		}
 		val, err := fn(old)
 		if errors.Is(err, errNoChange) {
-			return false, nil
+			return 0, nil
 		}
 		if err != nil {
-			return false, err
+			return 0, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		var wrote uint64
 		if rev == 0 {
-			_, err = kv.Create(wctx, key, val)
+			wrote, err = kv.Create(wctx, key, val)
 		} else {
-			_, err = kv.Update(wctx, key, val, rev)
+			wrote, err = kv.Update(wctx, key, val, rev)
 		}
 		cancel()
 		switch {
 		case err == nil:
-			return true, nil
+			return wrote, nil
 		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			continue // another writer was first: read again
 		default:
-			return false, fmt.Errorf("write %s: %w", kv.Bucket(), err)
+			return 0, fmt.Errorf("write %s: %w", kv.Bucket(), err)
 		}
 	}
-	return false, fmt.Errorf("write %s: key changed by others %d times in a row", kv.Bucket(), casAttempts)
+	return 0, fmt.Errorf("write %s: key changed by others %d times in a row", kv.Bucket(), casAttempts)
 }

@@ -76,6 +76,11 @@ type Surveys struct {
 	log     *zap.Logger
 	m       *Metrics
 	now     func() time.Time
+	// seen, when set, is waited on after a write until the local
+	// directory has applied it.
+	seen interface {
+		WaitRevision(ctx context.Context, rev uint64) error
+	}
 }
 
 // NewSurveys returns the survey recorder over the profiles bucket kv.
@@ -181,7 +186,7 @@ func (s *Surveys) Record(ctx context.Context, a Answer) (Recorded, error) {
 		}); err != nil {
 			return Recorded{}, fmt.Errorf("survey history: %w", err)
 		}
-		wrote, err := casUpdate(ctx, s.kv, key, func(old []byte) ([]byte, error) {
+		rev, err := casUpdate(ctx, s.kv, key, func(old []byte) ([]byte, error) {
 			if old != nil {
 				if v, err := decodeValue(old); err == nil && v.UpdatedAt.After(sv.AnsweredAt) {
 					return nil, errNoChange // newer than this answer: it stays
@@ -192,8 +197,15 @@ func (s *Surveys) Record(ctx context.Context, a Answer) (Recorded, error) {
 		if err != nil {
 			return Recorded{}, fmt.Errorf("survey profile: %w", err)
 		}
-		if wrote {
+		if rev > 0 {
 			rec.Result = SurveyStored
+			// Read your writes: the next lookup on this replica must see
+			// the answer, not wait for the watch to catch up.
+			if s.seen != nil {
+				if err := s.seen.WaitRevision(ctx, rev); err != nil {
+					s.log.Warn("survey stored, but the local directory has not seen it yet", zap.Error(err))
+				}
+			}
 		}
 	}
 	return rec, nil
