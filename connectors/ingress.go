@@ -186,7 +186,6 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 		}
 		return in.fail(w, label, http.StatusBadRequest, RejectInvalidTicket, err.Error(), field)
 	}
-	log := in.log.With(zap.String("ticket_id", t.ID), zap.String("source", label))
 	ctx, cancel := context.WithTimeout(r.Context(), in.publishTimeout)
 	defer cancel()
 	if err := in.sink.Ingest(ctx, t); err != nil {
@@ -198,12 +197,14 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 		case errors.As(err, &badInput) && badInput.BadInput():
 			return in.fail(w, label, http.StatusBadRequest, RejectInvalidTicket, "the ticket cannot be encoded: "+err.Error(), "")
 		}
-		log.Warn("ticket not stored, answering 503", zap.Error(err))
+		in.log.Warn("ticket not stored, answering 503", zap.String("ticket_id", t.ID), zap.String("source", label), zap.Error(err))
 		w.Header().Set("Retry-After", in.retryAfter)
 		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")
 	}
 	in.m.accepted.WithLabelValues(label).Inc()
-	log.Debug("ticket accepted")
+	if ce := in.log.Check(zap.DebugLevel, "ticket accepted"); ce != nil { // no fields built above debug
+		ce.Write(zap.String("ticket_id", t.ID), zap.String("source", label))
+	}
 	writeJSON(w, http.StatusAccepted, Accepted{Status: "accepted", ID: t.ID, Source: t.Source, MsgID: t.MsgID()})
 	return http.StatusAccepted
 }
