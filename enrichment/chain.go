@@ -291,6 +291,9 @@ func (c *Chain) try(ctx context.Context, s *chainSource, caller ticket.Caller, t
 		if p.Source == "" {
 			p.Source = s.name
 		}
+		if p.At.IsZero() { // a live answer dates from now
+			p.At = c.now().UTC()
+		}
 		return p, true, ResultHit, nil
 	case lerr == nil:
 		s.n.miss.Inc()

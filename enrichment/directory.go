@@ -221,6 +221,9 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	p, err := d.profile(e.Value())
+	if err == nil && p.At.IsZero() {
+		p.At = e.Created().UTC() // the write time, when the value does not say
+	}
 	d.mu.Lock()
 	if err != nil {
 		delete(m, id)
@@ -251,9 +254,11 @@ func (d *Directory) profile(data []byte) (ticket.Profile, error) {
 		return ticket.Profile{}, err
 	}
 	if v.Competence != nil {
-		return d.q.profile(*v.Competence, *v.Attitude, SourceDirectory)
+		p, err := d.q.profile(*v.Competence, *v.Attitude, SourceDirectory)
+		p.At = v.UpdatedAt
+		return p, err
 	}
-	p := ticket.Profile{Name: v.Profile, Source: SourceDirectory, Confidence: 1}
+	p := ticket.Profile{Name: v.Profile, Source: SourceDirectory, Confidence: 1, At: v.UpdatedAt}
 	if v.Origin == OriginSurvey {
 		p.Source = SourceSurvey
 		if s := v.Survey; s != nil {

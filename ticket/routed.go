@@ -64,6 +64,10 @@ type Profile struct {
 	Competence *float64    `json:"competence,omitempty"`
 	Attitude   *float64    `json:"attitude,omitempty"`
 	Reason     string      `json:"reason,omitempty"`
+	// At is when the source's knowledge dates from: when the directory
+	// value was written or the survey answered, or when a live source
+	// (user record, HTTP lookup, inference) was asked.
+	At time.Time `json:"at,omitzero"`
 	// FamiliarGroup and FamiliarAgent are who resolved most of this
 	// caller's earlier tickets, when deskrelay remembers it (profiles.familiar).
 	FamiliarGroup string `json:"familiar_group,omitempty"`
