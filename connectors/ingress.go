@@ -34,6 +34,10 @@ const (
 	RejectInternal       = "internal"
 )
 
+// DefaultMaxInFlight is how many webhook requests an [Ingress] handles at
+// once by default; see [Ingress.SetMaxInFlight].
+const DefaultMaxInFlight = 1024
+
 var rejectReasons = []string{RejectUnknownSource, RejectMethod, RejectContentType, RejectTooLarge, RejectUnauthorized, RejectInvalidPayload, RejectInvalidTicket, RejectUnavailable, RejectInternal}
 
 // Metrics of the webhook ingress.
@@ -81,6 +85,7 @@ type Ingress struct {
 	m              *Metrics
 	publishTimeout time.Duration
 	retryAfter     string
+	inflight       chan struct{} // one token per request being handled
 }
 
 // NewIngress returns the webhook handler for the built endpoints, storing
@@ -94,6 +99,7 @@ func NewIngress(endpoints map[string]*Endpoint, sink Sink, publishTimeout, retry
 		m:              m,
 		publishTimeout: publishTimeout,
 		retryAfter:     strconv.Itoa(int(retryAfter.Round(time.Second) / time.Second)),
+		inflight:       make(chan struct{}, DefaultMaxInFlight),
 	}
 	for name := range endpoints {
 		for _, r := range rejectReasons {
@@ -102,6 +108,21 @@ func NewIngress(endpoints map[string]*Endpoint, sink Sink, publishTimeout, retry
 		m.accepted.WithLabelValues(name)
 	}
 	return in
+}
+
+// SetMaxInFlight sets how many webhook requests the ingress handles at
+// once, from reading the body to the store's acknowledgement (default
+// [DefaultMaxInFlight]). A request that finds them all under way is
+// answered at once with 503 and Retry-After, counted with reason
+// "unavailable" as a failed store is, rather than queued: under a burst
+// beyond what the store takes, memory and latency stay bounded and
+// vendors retry later. Call it before serving; n must be at least 1.
+func (in *Ingress) SetMaxInFlight(n int) error {
+	if n < 1 {
+		return fmt.Errorf("ingress: max in flight must be at least 1, got %d", n)
+	}
+	in.inflight = make(chan struct{}, n)
+	return nil
 }
 
 // Accepted is the body of a 202 answer.
@@ -154,6 +175,15 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return in.fail(w, label, http.StatusUnsupportedMediaType, RejectContentType,
 			fmt.Sprintf("content type %q is not supported; send Content-Type: application/json", r.Header.Get("Content-Type")), "")
+	}
+	// Refuse before reading the body: under a burst beyond what the store
+	// takes, a refusal must cost next to nothing.
+	select {
+	case in.inflight <- struct{}{}:
+		defer func() { <-in.inflight }()
+	default:
+		w.Header().Set("Retry-After", in.retryAfter)
+		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "too many webhooks in flight; retry later", "")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, ep.MaxBodyBytes))
 	if err != nil {
