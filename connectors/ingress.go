@@ -86,6 +86,8 @@ type Ingress struct {
 	publishTimeout time.Duration
 	retryAfter     string
 	inflight       chan struct{} // one token per request being handled
+	backlog        func() uint64 // nil: no backlog limit
+	maxBacklog     uint64
 }
 
 // NewIngress returns the webhook handler for the built endpoints, storing
@@ -122,6 +124,22 @@ func (in *Ingress) SetMaxInFlight(n int) error {
 		return fmt.Errorf("ingress: max in flight must be at least 1, got %d", n)
 	}
 	in.inflight = make(chan struct{}, n)
+	return nil
+}
+
+// SetMaxBacklog makes the ingress answer 503 with Retry-After, reason
+// "unavailable", while backlog() is above max: backlog reports how many
+// stored tickets the processing stage has not taken yet
+// (pipeline.Processor.Backlog). Without it a burst beyond what routing
+// keeps up with is accepted and piles up in the ingest stream, and the
+// NATS server's memory with it; with it the vendors hold the burst and
+// retry. Call it before serving; backlog must not be nil and max must be
+// at least 1.
+func (in *Ingress) SetMaxBacklog(backlog func() uint64, max uint64) error {
+	if backlog == nil || max < 1 {
+		return fmt.Errorf("ingress: max backlog needs a backlog func and a limit of at least 1, got %d", max)
+	}
+	in.backlog, in.maxBacklog = backlog, max
 	return nil
 }
 
@@ -178,6 +196,10 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 	}
 	// Refuse before reading the body: under a burst beyond what the store
 	// takes, a refusal must cost next to nothing.
+	if in.backlog != nil && in.backlog() > in.maxBacklog {
+		w.Header().Set("Retry-After", in.retryAfter)
+		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "tickets are waiting to be routed; retry later", "")
+	}
 	select {
 	case in.inflight <- struct{}{}:
 		defer func() { <-in.inflight }()

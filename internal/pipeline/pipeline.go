@@ -135,7 +135,8 @@ type Processor struct {
 	now          func() time.Time
 	drainTimeout time.Duration
 	maxPending   int
-	err          error // from an option, returned by Run
+	backlog      atomic.Uint64 // NumPending of the last delivery
+	err          error         // from an option, returned by Run
 	// pullOpts are added to the iterator's options (tests shorten the
 	// heartbeat).
 	pullOpts []jetstream.PullMessagesOpt
@@ -181,6 +182,14 @@ func New(cons jetstream.Consumer, enr Enricher, rt Router, pub Publisher, cfg co
 	}
 	return p
 }
+
+// Backlog returns how many ingest messages were waiting for the consumer,
+// not yet delivered, when the last message was taken: how far the
+// processing stage is behind. It is 0 before the first delivery and keeps
+// its last value while nothing is delivered. Safe for concurrent use; the
+// ingress refuses webhooks while it is too high
+// (connectors.Ingress.SetMaxBacklog).
+func (p *Processor) Backlog() uint64 { return p.backlog.Load() }
 
 // SetRouter swaps the router used for the next messages (hot reload of the
 // routing rules). Messages in flight finish with the router they started
@@ -307,6 +316,12 @@ func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitG
 			return fmt.Errorf("next message: %w", err)
 		}
 		*failures = 0
+		meta, err := msg.Metadata()
+		if err != nil {
+			// Not a JetStream delivery: nothing to ack or retry.
+			p.log.Error("message without jetstream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
+			continue
+		}
 		if ctx.Err() != nil {
 			p.release(msg)
 			continue
@@ -322,9 +337,10 @@ func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitG
 			p.release(msg)
 			continue
 		}
+		p.backlog.Store(meta.NumPending) // in delivery order, once taken
 		wg.Go(func() {
 			defer func() { <-slots }()
-			p.handle(ctx, workCtx, workers, msg)
+			p.handle(ctx, workCtx, workers, msg, meta)
 		})
 	}
 }
@@ -422,7 +438,7 @@ func (p *Processor) guard(d *delivery, stage string, f func() error) (err error)
 // gives the worker back, publishes the routed message and acks msg once
 // that publish is acknowledged. ctx is the work context, which outlives
 // stopCtx by the drain timeout.
-func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, msg jetstream.Msg) {
+func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	select {
 	case workers <- struct{}{}:
 	case <-stopCtx.Done():
@@ -441,12 +457,6 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 		p.release(msg)
 		return
 	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream delivery: nothing to ack or retry.
-		p.log.Error("message without jetstream metadata", zap.String("subject", msg.Subject()), zap.Error(err))
-		return
-	}
 	d := &delivery{msg: msg, meta: meta, source: lastToken(msg.Subject()), base: p.log}
 	if d.id = msg.Headers().Get(nats.MsgIdHdr); d.id == "" {
 		d.id = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
@@ -455,7 +465,7 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 	defer cancel()
 
 	var tk ticket.Ticket
-	err = p.guard(d, StageDecode, func() (err error) { tk, err = ticket.Decode(msg.Data()); return err })
+	err := p.guard(d, StageDecode, func() (err error) { tk, err = ticket.Decode(msg.Data()); return err })
 	d.ticketID = tk.ID
 	var verr *ticket.ValidationError
 	switch {

@@ -592,7 +592,12 @@ func TestCrashBetweenPublishAndAck(t *testing.T) {
 	died := make(chan struct{})
 	go func() {
 		defer close(died)
-		doomed.handle(t.Context(), t.Context(), make(chan struct{}, 1), first)
+		meta, err := first.Metadata()
+		if err != nil {
+			t.Errorf("Metadata: %v", err)
+			return
+		}
+		doomed.handle(t.Context(), t.Context(), make(chan struct{}, 1), first, meta)
 	}()
 	<-died
 	if n := e.streamMsgs(t, bus.KindRouted); n != 1 {
@@ -775,5 +780,43 @@ func TestStopHandsBackFetchedMessages(t *testing.T) {
 	e.waitAcked(t)
 	if n := e.streamMsgs(t, bus.KindRouted); n != 3 {
 		t.Errorf("routed stream holds %d messages, want 3", n)
+	}
+}
+
+// TestBacklogCountsUndeliveredMessages checks that Backlog reports the
+// messages the consumer has not delivered yet while the processor is
+// behind, and 0 once it has caught up.
+func TestBacklogCountsUndeliveredMessages(t *testing.T) {
+	e := newEnv(t, config.Pipeline{Workers: 1})
+	for _, id := range []string{"INC30", "INC31", "INC32"} {
+		if err := e.bus.Ingest(t.Context(), goodTicket(id)); err != nil {
+			t.Fatalf("Ingest(%s): %v", id, err)
+		}
+	}
+	entered := make(chan struct{}, 3)
+	release := make(chan struct{})
+	blocking := enricherFunc(func(context.Context, ticket.Caller) (ticket.Profile, error) {
+		entered <- struct{}{}
+		<-release
+		return ticket.Profile{Name: ticket.Doer, Source: "survey"}, nil
+	})
+	// One message at a time: the second is not taken while the first blocks.
+	p := New(e.cons, blocking, toL2Portal, e.bus, e.cfg, zaptest.NewLogger(t), nil, WithMaxPending(1))
+	if got := p.Backlog(); got != 0 {
+		t.Errorf("Backlog before the first delivery = %d, want 0", got)
+	}
+	run(t, p)
+	select {
+	case <-entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("enricher not called within 15s")
+	}
+	if got := p.Backlog(); got != 2 {
+		t.Errorf("Backlog while the first of 3 messages is processed = %d, want 2", got)
+	}
+	close(release)
+	e.waitAcked(t)
+	if got := p.Backlog(); got != 0 {
+		t.Errorf("Backlog after all were processed = %d, want 0", got)
 	}
 }
