@@ -43,6 +43,12 @@ func (c *Config) check() Errors {
 	positive("http.idle_timeout", c.HTTP.IdleTimeout)
 	positive("http.publish_timeout", c.HTTP.PublishTimeout)
 	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+	if c.HTTP.MaxInFlight < 1 {
+		bad("http.max_in_flight", "must be at least 1, got %d", c.HTTP.MaxInFlight)
+	}
+	if c.HTTP.MaxBacklog < 0 {
+		bad("http.max_backlog", "must not be negative (0 = off), got %d", c.HTTP.MaxBacklog)
+	}
 	if c.HTTP.RetryAfter < time.Second {
 		bad("http.retry_after", "must be at least 1s (Retry-After is given in whole seconds), got %s", c.HTTP.RetryAfter)
 	}
@@ -132,6 +138,9 @@ func (c *Config) check() Errors {
 	}
 	if p.Workers < 1 || p.Workers > 1024 {
 		bad("pipeline.workers", "must be 1 to 1024, got %d", p.Workers)
+	}
+	if p.MaxPendingAcks < 1 {
+		bad("pipeline.max_pending_acks", "must be at least 1, got %d", p.MaxPendingAcks)
 	}
 	if p.RetryDelay < 0 {
 		bad("pipeline.retry_delay", "must not be negative, got %s", p.RetryDelay)

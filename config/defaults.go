@@ -20,6 +20,8 @@ func Default() Config {
 			PublishTimeout:  5 * time.Second,
 			ShutdownTimeout: 20 * time.Second,
 			RetryAfter:      5 * time.Second,
+			MaxInFlight:     1024,
+			MaxBacklog:      50000,
 		},
 		NATS: NATS{
 			Embedded:       Embedded{Listen: "127.0.0.1:4222", SyncInterval: "2m"},
@@ -40,12 +42,13 @@ func Default() Config {
 			KVReplicas:     1,
 		},
 		Pipeline: Pipeline{
-			Durable:       "deskrelay-pipeline",
-			MaxDeliver:    10,
-			AckWait:       30 * time.Second,
-			MaxAckPending: 1000,
-			Workers:       4,
-			RetryDelay:    2 * time.Second,
+			Durable:        "deskrelay-pipeline",
+			MaxDeliver:     10,
+			AckWait:        30 * time.Second,
+			MaxAckPending:  1000,
+			Workers:        4,
+			RetryDelay:     2 * time.Second,
+			MaxPendingAcks: 256,
 		},
 		Profiles: Profiles{
 			Scale:               10,

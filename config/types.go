@@ -41,6 +41,12 @@ type HTTP struct {
 	PublishTimeout  time.Duration `mapstructure:"publish_timeout"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	RetryAfter      time.Duration `mapstructure:"retry_after"`
+	// MaxInFlight bounds the webhook requests handled at once; more get
+	// 503 with Retry-After at once.
+	MaxInFlight int `mapstructure:"max_in_flight"`
+	// MaxBacklog: while more stored tickets than this wait for the
+	// processing stage, webhooks get 503 with Retry-After (0 = off).
+	MaxBacklog int `mapstructure:"max_backlog"`
 }
 
 // NATS configures the connection to NATS, or the embedded server when URL
@@ -111,6 +117,8 @@ type Pipeline struct {
 	MaxAckPending int           `mapstructure:"max_ack_pending"`
 	Workers       int           `mapstructure:"workers"`
 	RetryDelay    time.Duration `mapstructure:"retry_delay"`
+	// MaxPendingAcks bounds the routed publishes awaiting their PubAck.
+	MaxPendingAcks int `mapstructure:"max_pending_acks"`
 }
 
 // Connector configures one named source. Type selects the vendor package;

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,4 +178,77 @@ deskrelay_webhook_accepted_total{source="generic"} 1
 	if err != nil || n != len([]string{"unknown_source", "method", "content_type", "too_large", "unauthorized", "invalid_payload", "invalid_ticket", "unavailable", "internal"}) {
 		t.Errorf("rejected series = %d, %v; want every reason pre-created", n, err)
 	}
+}
+
+// blockingSink holds every Ingest until release is closed.
+type blockingSink struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingSink) Ingest(ctx context.Context, _ ticket.Ticket) error {
+	s.entered <- struct{}{}
+	select {
+	case <-s.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestIngressRefusesWhenFull(t *testing.T) {
+	cfg := map[string]config.Connector{"generic": {Type: "generic", Auth: config.Auth{Type: "none"}}}
+	built, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(url string) *http.Response {
+		resp, err := http.Post(url+"/webhooks/generic", "application/json", strings.NewReader(goodTicket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	t.Run("a request beyond max_in_flight gets 503 with Retry-After at once", func(t *testing.T) {
+		sink := &blockingSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+		in := connectors.NewIngress(built.Endpoints, sink, 10*time.Second, 5*time.Second, zaptest.NewLogger(t), connectors.NewMetrics(nil))
+		if err := in.SetMaxInFlight(1); err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/webhooks/{source}", in)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		first := make(chan int, 1)
+		go func() { first <- post(srv.URL).StatusCode }()
+		<-sink.entered // the first request holds the only slot
+		resp := post(srv.URL)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" {
+			t.Errorf("second POST = %d (Retry-After %q), want 503 with Retry-After 5", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		close(sink.release)
+		if code := <-first; code != http.StatusAccepted {
+			t.Errorf("first POST = %d, want 202", code)
+		}
+	})
+	t.Run("a backlog over max_backlog gets 503", func(t *testing.T) {
+		in := connectors.NewIngress(built.Endpoints, &memSink{}, time.Second, 5*time.Second, zaptest.NewLogger(t), connectors.NewMetrics(nil))
+		var backlog atomic.Uint64
+		backlog.Store(5)
+		if err := in.SetMaxBacklog(backlog.Load, 1); err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/webhooks/{source}", in)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		if code := post(srv.URL).StatusCode; code != http.StatusServiceUnavailable {
+			t.Errorf("POST with a backlog of 5 over 1 = %d, want 503", code)
+		}
+		backlog.Store(0)
+		if code := post(srv.URL).StatusCode; code != http.StatusAccepted {
+			t.Errorf("POST once the backlog drained = %d, want 202", code)
+		}
+	})
 }

@@ -181,7 +181,8 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 		return fmt.Errorf("create ingest consumer: %w", err)
 	}
 	enricher := profiler{chain: prof.Chain, familiar: prof.Familiar, m: profMetrics, log: log.Named("profiles")}
-	proc := pipeline.New(cons, enricher, familiarRouter{tree: p.tree, familiar: prof.Familiar}, b, cfg.Pipeline, log, pipeline.NewMetrics(reg))
+	proc := pipeline.New(cons, enricher, familiarRouter{tree: p.tree, familiar: prof.Familiar}, b, cfg.Pipeline, log, pipeline.NewMetrics(reg),
+		pipeline.WithMaxPending(cfg.Pipeline.MaxPendingAcks))
 
 	mux := http.NewServeMux()
 	if p.surveys != nil {
@@ -189,7 +190,16 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	} else {
 		log.Info("POST /surveys is off; set profiles.surveys.auth to take survey answers over HTTP")
 	}
-	mux.Handle("/webhooks/{source}", connectors.NewIngress(p.endpoints, b, cfg.HTTP.PublishTimeout, cfg.HTTP.RetryAfter, log, connectors.NewMetrics(reg)))
+	ingress := connectors.NewIngress(p.endpoints, b, cfg.HTTP.PublishTimeout, cfg.HTTP.RetryAfter, log, connectors.NewMetrics(reg))
+	if err := ingress.SetMaxInFlight(cfg.HTTP.MaxInFlight); err != nil {
+		return err
+	}
+	if cfg.HTTP.MaxBacklog > 0 {
+		if err := ingress.SetMaxBacklog(proc.Backlog, uint64(cfg.HTTP.MaxBacklog)); err != nil {
+			return err
+		}
+	}
+	mux.Handle("/webhooks/{source}", ingress)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
 	})
