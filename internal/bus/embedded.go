@@ -119,7 +119,7 @@ func parseListen(s string) (string, int, error) {
 // an error: the embedded server must not exit the process.
 type serverLogger struct{ s *zap.SugaredLogger }
 
-func (l serverLogger) Noticef(format string, v ...any) { l.s.Infof(format, v...) }
+func (l serverLogger) Noticef(format string, v ...any) { l.s.Debugf(format, v...) } // banner and start-up chatter; deskrelay logs its own summary
 func (l serverLogger) Warnf(format string, v ...any)   { l.s.Warnf(format, v...) }
 func (l serverLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) }
 func (l serverLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...) }
