@@ -325,7 +325,10 @@ func TestFamiliar(t *testing.T) {
 	var k Known
 	for {
 		var ok bool
-		if k, ok = f.Lookup(ticket.Caller{Email: "kim@example.com"}); ok && k.Group == "Desktop Berlin" {
+		// Both keys (id and email) must have caught up: Hints reads the
+		// id's history first.
+		kid, okID := f.Lookup(caller)
+		if k, ok = f.Lookup(ticket.Caller{Email: "kim@example.com"}); ok && okID && k.Group == "Desktop Berlin" && kid.Group == "Desktop Berlin" {
 			break
 		}
 		if time.Now().After(deadline) {
