@@ -224,6 +224,9 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	if err == nil && p.At.IsZero() {
 		p.At = e.Created().UTC() // the write time, when the value does not say
 	}
+	if err != nil { // logged before the change is visible to lookups
+		d.log.Warn("ignoring bad profile value", zap.Uint64("revision", e.Revision()), zap.Error(err))
+	}
 	d.mu.Lock()
 	if err != nil {
 		delete(m, id)
@@ -232,9 +235,6 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	}
 	d.mu.Unlock()
 	d.invalidate(prefix, id)
-	if err != nil {
-		d.log.Warn("ignoring bad profile value", zap.Uint64("revision", e.Revision()), zap.Error(err))
-	}
 }
 
 // invalidate drops the cached profiles of a changed key.

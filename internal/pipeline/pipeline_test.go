@@ -811,8 +811,10 @@ func TestBacklogCountsUndeliveredMessages(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("enricher not called within 15s")
 	}
-	if got := p.Backlog(); got != 2 {
-		t.Errorf("Backlog while the first of 3 messages is processed = %d, want 2", got)
+	// The server may already have handed the next message to the client's
+	// pull buffer: it is then no longer pending for the consumer.
+	if got := p.Backlog(); got < 1 || got > 2 {
+		t.Errorf("Backlog while the first of 3 messages is processed = %d, want 1 or 2", got)
 	}
 	close(release)
 	e.waitAcked(t)
