@@ -263,6 +263,7 @@ type restTicket struct {
 	Type               string   `json:"type"`
 	RequesterID        flexID   `json:"requester_id"`
 	GroupID            flexID   `json:"group_id"`
+	AssigneeID         flexID   `json:"assignee_id"`
 	Tags               []string `json:"tags"`
 	CreatedAt          string   `json:"created_at"`
 	UpdatedAt          string   `json:"updated_at"`
@@ -310,6 +311,7 @@ func (p *poller) normalize(raw json.RawMessage, emails map[string]string) (ticke
 		Priority:        p.codes.priorityOf(r.Priority),
 		State:           p.codes.stateOf(r.Status),
 		AssignmentGroup: p.codes.groupOf(string(r.GroupID)),
+		AssignedTo:      string(r.AssigneeID), // the agent's id
 		Tags:            nonEmpty(r.Tags),
 		Raw:             bytes.Clone(raw),
 	}

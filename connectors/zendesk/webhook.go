@@ -257,6 +257,7 @@ type event struct {
 		Type        string   `json:"type"`
 		RequesterID flexID   `json:"requester_id"`
 		GroupID     flexID   `json:"group_id"`
+		AssigneeID  flexID   `json:"assignee_id"`
 		Tags        []string `json:"tags"`
 		CreatedAt   string   `json:"created_at"`
 		UpdatedAt   string   `json:"updated_at"`
@@ -290,6 +291,7 @@ func (w *webhook) event(body []byte) (ticket.Ticket, error) {
 		Priority:        w.codes.priorityOf(d.Priority),
 		State:           w.codes.stateOf(d.Status),
 		AssignmentGroup: w.codes.groupOf(string(d.GroupID)),
+		AssignedTo:      string(d.AssigneeID), // the agent's id
 		Tags:            d.Tags,
 	}
 	var err error
