@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -9,26 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deskrelay/deskrelay/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from current output")
 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update accepts)\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	golden.Check(t, name, got, *update)
 }
 
 func TestLoadGood(t *testing.T) {

@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/internal/golden"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -23,20 +23,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from current 
 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update accepts)\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	golden.Check(t, name, got, *update)
 }
 
 // loadRouting decodes the routing section of a testdata config the way the

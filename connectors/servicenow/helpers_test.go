@@ -1,10 +1,7 @@
 package servicenow
 
 import (
-	"bytes"
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,26 +11,14 @@ import (
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/connectors/servicenow/servicenowtest"
+	"github.com/deskrelay/deskrelay/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from current output")
 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update accepts)\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	golden.Check(t, name, got, *update)
 }
 
 // source is a configured servicenow source against baseURL: basic auth

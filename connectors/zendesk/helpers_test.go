@@ -17,6 +17,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/golden"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -64,20 +65,7 @@ func readSignature(t testing.TB, name string) signatureFixture {
 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update accepts)\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	golden.Check(t, name, got, *update)
 }
 
 // ticketJSON renders tickets for a golden file.
