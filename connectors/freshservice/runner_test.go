@@ -16,45 +16,18 @@ import (
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/internal/bus"
-	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/internal/bus/busrig"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
 // newTestBus starts an in-process JetStream server and provisions the
 // streams and buckets.
-func newTestBus(t testing.TB) *bus.Bus {
-	t.Helper()
-	srv := bustest.Start(t)
-	cfg := config.NATS{URL: srv.ClientURL()}
-	nc, err := bus.Connect(t.Context(), cfg, nil, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	bustest.CloseOnCleanup(t, nc)
-	b, err := bus.New(nc, cfg, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatalf("bus.New: %v", err)
-	}
-	if err := b.Provision(t.Context()); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	return b
-}
+func newTestBus(t testing.TB) *bus.Bus { return busrig.Start(t, config.NATS{}).Bus }
 
 // streamCount returns the messages stored in the stream of kind.
 func streamCount(t testing.TB, b *bus.Bus, kind string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := b.JetStream().Stream(ctx, b.StreamName(kind))
-	if err != nil {
-		t.Fatalf("stream %s: %v", kind, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream %s info: %v", kind, err)
-	}
-	return info.State.Msgs
+	return busrig.Count(t, b, kind)
 }
 
 // distinctVersions reads the ingest stream and counts messages per

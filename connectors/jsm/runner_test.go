@@ -17,7 +17,7 @@ import (
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/internal/bus"
-	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/internal/bus/busrig"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -28,47 +28,17 @@ type jetStream struct {
 	b       *bus.Bus
 	cursors *bus.Cursors
 	leases  *bus.Leases
+	rig     *busrig.Rig
 }
 
 func startJetStream(t *testing.T) jetStream {
 	t.Helper()
-	srv := bustest.Start(t)
-	nc, err := bus.Connect(t.Context(), config.NATS{URL: srv.ClientURL()}, nil, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	bustest.CloseOnCleanup(t, nc)
-	b, err := bus.New(nc, config.NATS{}, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Provision(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	cursors, err := b.Cursors(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leases, err := b.Leases(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return jetStream{b: b, cursors: cursors, leases: leases}
+	r := busrig.Start(t, config.NATS{})
+	return jetStream{b: r.Bus, cursors: r.Cursors, leases: r.Leases, rig: r}
 }
 
 // count is the number of messages in the stream of kind.
-func (js jetStream) count(t *testing.T, kind string) uint64 {
-	t.Helper()
-	s, err := js.b.JetStream().Stream(t.Context(), js.b.StreamName(kind))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
-}
+func (js jetStream) count(t *testing.T, kind string) uint64 { return js.rig.Count(t, kind) }
 
 // countingSink counts the tickets the runner hands over, and can make the
 // process "die" (cancel the runner) after a number of them were stored.

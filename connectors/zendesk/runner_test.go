@@ -18,7 +18,7 @@ import (
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
 	"github.com/deskrelay/deskrelay/internal/bus"
-	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/internal/bus/busrig"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -28,47 +28,17 @@ type natsEnv struct {
 	b       *bus.Bus
 	cursors *bus.Cursors
 	leases  *bus.Leases
+	rig     *busrig.Rig
 }
 
 func startNATS(t *testing.T) natsEnv {
 	t.Helper()
-	srv := bustest.Start(t)
-	nc, err := bus.Connect(t.Context(), config.NATS{URL: srv.ClientURL()}, nil, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	bustest.CloseOnCleanup(t, nc)
-	b, err := bus.New(nc, config.NATS{}, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Provision(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	cursors, err := b.Cursors(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leases, err := b.Leases(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return natsEnv{b: b, cursors: cursors, leases: leases}
+	r := busrig.Start(t, config.NATS{})
+	return natsEnv{b: r.Bus, cursors: r.Cursors, leases: r.Leases, rig: r}
 }
 
 // streamCount is the number of messages in a stream.
-func (e natsEnv) streamCount(t *testing.T, kind string) uint64 {
-	t.Helper()
-	s, err := e.b.JetStream().Stream(t.Context(), e.b.StreamName(kind))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
-}
+func (e natsEnv) streamCount(t *testing.T, kind string) uint64 { return e.rig.Count(t, kind) }
 
 // storedIDs counts the ingest stream's messages per ticket id, read with
 // an ordered consumer in batches.

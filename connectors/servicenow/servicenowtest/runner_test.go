@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -21,7 +20,7 @@ import (
 	_ "github.com/deskrelay/deskrelay/connectors/servicenow"
 	"github.com/deskrelay/deskrelay/connectors/servicenow/servicenowtest"
 	"github.com/deskrelay/deskrelay/internal/bus"
-	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/internal/bus/busrig"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -92,29 +91,8 @@ type natsEnv struct {
 
 func newNATS(t testing.TB) natsEnv {
 	t.Helper()
-	s := bustest.Start(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	bustest.CloseOnCleanup(t, nc)
-	b, err := bus.New(nc, config.NATS{}, zap.NewNop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := b.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	cur, err := b.Cursors(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := b.Leases(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return natsEnv{b: b, cursors: cur, leases: l}
+	r := busrig.Start(t, config.NATS{})
+	return natsEnv{b: r.Bus, cursors: r.Cursors, leases: r.Leases}
 }
 
 // sleeps records the waits a runner asked for and waits at most a few
@@ -161,15 +139,7 @@ func (e natsEnv) runner(t testing.TB, name, holder string, p connectors.Poller, 
 // ingestCount is the number of messages in the ingest stream.
 func (e natsEnv) ingestCount(t testing.TB) uint64 {
 	t.Helper()
-	s, err := e.b.JetStream().Stream(context.Background(), e.b.StreamName(bus.KindIngest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return busrig.Count(t, e.b, bus.KindIngest)
 }
 
 // storedTickets reads every ticket in the ingest stream and counts them
