@@ -15,8 +15,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/enrichment"
-	"github.com/deskrelay/deskrelay/internal/bus"
-	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/internal/bus/busrig"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -24,24 +23,13 @@ import (
 // that an answer posted to /surveys, and one sent on <prefix>.surveys,
 // are what the chain answers next.
 func TestBuildProfiles(t *testing.T) {
-	s := bustest.Start(t)
 	cfg, err := config.Load(exampleConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bustest.CloseOnCleanup(t, nc)
-	b, err := bus.New(nc, cfg.NATS, log, bus.NewMetrics(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Provision(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	rig := busrig.Start(t, cfg.NATS)
+	nc, b := rig.Conn, rig.Bus
 	kv, err := b.ProfilesKV(t.Context())
 	if err != nil {
 		t.Fatal(err)
