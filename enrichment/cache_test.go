@@ -2,6 +2,7 @@ package enrichment
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -148,6 +149,68 @@ func TestChainCache(t *testing.T) {
 			t.Errorf("invalidated = %v, want 2", got)
 		}
 	})
+	t.Run("a Local source is asked before the cache and its answers are not kept", func(t *testing.T) {
+		clk, m := newClock(), NewMetrics(nil)
+		dir := &localSource{fakeSource{name: "directory", p: doerProfile, ok: true}}
+		api := &fakeSource{name: "api", p: ticket.Profile{Name: ticket.Trier}, ok: true}
+		cache := newTestCache(t, clk, m)
+		c := NewChain(zap.NewNop(), m, time.Second, dir, api).WithCache(cache)
+		for range 3 {
+			if p, err := c.Lookup(t.Context(), caller); err != nil || withoutAt(p) != doerProfile {
+				t.Fatalf("Lookup = %+v, %v; want the directory's %+v", p, err, doerProfile)
+			}
+		}
+		if n := cache.Len(); n != 0 {
+			t.Errorf("cache holds %d entries after directory hits, want 0", n)
+		}
+		if hits, misses := testutil.ToFloat64(m.cacheHit), testutil.ToFloat64(m.cacheMiss); hits+misses != 0 {
+			t.Errorf("cache asked %v times for directory hits, want 0", hits+misses)
+		}
+		if n := api.calls.Load(); n != 0 {
+			t.Errorf("api asked %d times, want 0", n)
+		}
+		if dir.deadline {
+			t.Error("the Local source was given a deadline; it must run without a timeout")
+		}
+	})
+	t.Run("a miss in a Local source falls through to the cache and the slow source", func(t *testing.T) {
+		clk, m := newClock(), NewMetrics(nil)
+		dir := &localSource{fakeSource{name: "directory"}}
+		api := &fakeSource{name: "api", p: doerProfile, ok: true}
+		cache := newTestCache(t, clk, m)
+		c := NewChain(zap.NewNop(), m, time.Second, dir, api).WithCache(cache)
+		for range 3 {
+			if p, err := c.Lookup(t.Context(), caller); err != nil || withoutAt(p) != doerProfile {
+				t.Fatalf("Lookup = %+v, %v; want the api's %+v", p, err, doerProfile)
+			}
+		}
+		if n := api.calls.Load(); n != 1 {
+			t.Errorf("api asked %d times for 3 lookups, want 1 (cached)", n)
+		}
+		if n := dir.calls.Load(); n != 3 {
+			t.Errorf("directory asked %d times, want 3 (before the cache)", n)
+		}
+		if got := testutil.ToFloat64(m.cacheHit); got != 2 {
+			t.Errorf("cache hits = %v, want 2", got)
+		}
+	})
+	t.Run("an unknown caller is not kept when only Local sources were asked", func(t *testing.T) {
+		clk, m := newClock(), NewMetrics(nil)
+		dir := &localSource{fakeSource{name: "directory"}}
+		cache := newTestCache(t, clk, m)
+		c := NewChain(zap.NewNop(), m, time.Second, dir).WithCache(cache)
+		for range 2 {
+			if p, err := c.Lookup(t.Context(), caller); err != nil || p.Name != ticket.Unknown {
+				t.Fatalf("Lookup = %+v, %v; want unknown", p, err)
+			}
+		}
+		if n := cache.Len(); n != 0 {
+			t.Errorf("cache holds %d entries, want 0", n)
+		}
+		if n := dir.calls.Load(); n != 2 {
+			t.Errorf("directory asked %d times, want 2", n)
+		}
+	})
 	t.Run("an answer that started before an invalidation is not kept", func(t *testing.T) {
 		clk, m := newClock(), NewMetrics(nil)
 		cache := newTestCache(t, clk, m)
@@ -205,5 +268,40 @@ func BenchmarkChainLookupCacheHit(b *testing.B) {
 	}
 	if n := src.calls.Load(); n != 1 {
 		b.Fatalf("source asked %d times, want 1", n)
+	}
+}
+
+// BenchmarkChainLookupMiss measures lookups that the cache cannot answer,
+// over more callers than it holds: a Local source's hit (the directory's
+// case, which skips the cache) and a slow source's answer (a cache miss,
+// the source, a put and an eviction).
+func BenchmarkChainLookupMiss(b *testing.B) {
+	callers := make([]ticket.Caller, 50000)
+	for i := range callers {
+		callers[i] = ticket.Caller{ID: fmt.Sprintf("u%d", i), Email: fmt.Sprintf("caller%d@example.com", i)}
+	}
+	for _, bc := range []struct {
+		name string
+		src  Source
+	}{
+		{"source=local", &localSource{fakeSource{name: "directory", p: doerProfile, ok: true}}},
+		{"source=slow", &fakeSource{name: "api", p: doerProfile, ok: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cache, err := NewCache(WithMaxEntries(10000))
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := NewChain(zap.NewNop(), nil, time.Second, bc.src).WithCache(cache)
+			ctx := b.Context()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := c.Lookup(ctx, callers[i%len(callers)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }

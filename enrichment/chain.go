@@ -51,6 +51,7 @@ type chainSource struct {
 	Source
 	name    string
 	timeout time.Duration
+	local   bool
 	n       counters
 }
 
@@ -60,9 +61,19 @@ type Timeouter interface {
 	Timeout() time.Duration
 }
 
+// Local is implemented by a [Source] that answers from memory without
+// I/O, such as the [Directory]'s mirror of the bucket: the chain asks it
+// without a timeout, before its cache, and does not cache its answers (a
+// second copy would only push the answers of slow sources out of the
+// cache). Local must return the same value for the life of the source.
+type Local interface {
+	Local() bool
+}
+
 // NewChain returns a chain over sources, tried in order. Each source gets
 // at most timeout per lookup (no limit when timeout ≤ 0), or its own
-// timeout when it is a [Timeouter]; a source that fails or times out is
+// timeout when it is a [Timeouter], or none when it is [Local]; a source
+// that fails or times out is
 // logged at warn level and counted in m, and the chain goes on to the
 // next. A nil m counts into unregistered collectors.
 func NewChain(log *zap.Logger, m *Metrics, timeout time.Duration, sources ...Source) *Chain {
@@ -76,7 +87,12 @@ func NewChain(log *zap.Logger, m *Metrics, timeout time.Duration, sources ...Sou
 		if t, ok := s.(Timeouter); ok && t.Timeout() > 0 {
 			d = t.Timeout()
 		}
-		c.sources = append(c.sources, chainSource{Source: s, name: name, timeout: d, n: m.forSource(name)})
+		l, ok := s.(Local)
+		local := ok && l.Local()
+		if local {
+			d = 0
+		}
+		c.sources = append(c.sources, chainSource{Source: s, name: name, timeout: d, local: local, n: m.forSource(name)})
 	}
 	return c
 }
@@ -164,27 +180,34 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	if caller.ID == "" && caller.Email == "" {
 		ticketOnly = true
 	}
+	// The cache is asked just before the first source that is not Local:
+	// a caller the directory knows is answered from its mirror, which
+	// costs no more than the cache would.
+	useCache := c.cache != nil && !all && !ticketOnly
+	asked := false // the cache, and so some source that is not Local
 	var gen uint64
-	if c.cache != nil && !all && !ticketOnly {
-		if p, at, ok := c.cache.get(caller); ok {
-			if tr != nil {
-				tr.Cached = true
-			}
-			if p.Name != ticket.Unknown || !c.hasTicketSources() {
-				c.m.chainCounters[LookupCached].Inc()
-				return p, at, nil
-			}
-			ticketOnly, fallback = true, p
-		}
-		gen = c.cache.generation()
-	}
 	var (
 		failed   []string
 		answered bool
-		found    *ticket.Profile
+		found    ticket.Profile // when foundBy is not nil
+		foundBy  *chainSource
 	)
 	for i := range c.sources {
 		s := &c.sources[i]
+		if useCache && !asked && !s.local {
+			asked = true
+			if p, at, ok := c.cache.get(caller); ok {
+				if tr != nil {
+					tr.Cached = true
+				}
+				if p.Name != ticket.Unknown || !c.hasTicketSources() {
+					c.m.chainCounters[LookupCached].Inc()
+					return p, at, nil
+				}
+				ticketOnly, fallback = true, p
+			}
+			gen = c.cache.generation()
+		}
 		if ticketOnly && !ticketDependent(s) {
 			continue
 		}
@@ -194,8 +217,8 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 			return ticket.Profile{}, time.Time{}, err
 		}
 		if ok {
-			if found == nil {
-				found = &p
+			if foundBy == nil {
+				found, foundBy = p, s
 			}
 			if !all {
 				break
@@ -213,27 +236,33 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	at := c.now()
 	// Nothing is known when every caller source failed: retry rather than
 	// serve the caller as unknown, or as inferred from one ticket.
-	if !ticketOnly && !answered && len(failed) > 0 && (found == nil || found.Source == SourceInferred) {
+	if !ticketOnly && !answered && len(failed) > 0 && (foundBy == nil || found.Source == SourceInferred) {
 		c.m.chainCounters[LookupNoAnswer].Inc()
 		return ticket.Profile{}, at, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
 	}
-	reason := "caller " + triedKeys(caller) + " not in any profile source"
-	if len(failed) > 0 {
-		reason += "; no answer from " + strings.Join(failed, ", ")
+	// reason is built only where an unknown profile is kept or returned.
+	reason := func() string {
+		r := "caller " + triedKeys(caller) + " not in any profile source"
+		if len(failed) > 0 {
+			r += "; no answer from " + strings.Join(failed, ", ")
+		}
+		return r
 	}
-	cacheable := c.cache != nil && !all && !ticketOnly && len(failed) == 0
-	if found != nil {
+	// Only answers that needed a source beyond the Local ones are kept.
+	cacheable := asked && !ticketOnly && len(failed) == 0
+	if foundBy != nil {
 		c.m.chainCounters[LookupKnown].Inc()
-		if found.Source == SourceInferred {
+		switch {
+		case found.Source == SourceInferred:
 			// Remember that the caller is unknown to the directory-like
 			// sources, not the inference from this one ticket.
 			if cacheable {
-				c.cache.put(caller, unknown(reason), at, gen)
+				c.cache.put(caller, unknown(reason()), at, gen)
 			}
-		} else if c.cache != nil && !all && !ticketOnly {
-			c.cache.put(caller, *found, at, gen)
+		case asked && !ticketOnly && !foundBy.local:
+			c.cache.put(caller, found, at, gen)
 		}
-		return *found, at, nil
+		return found, at, nil
 	}
 	if ticketOnly {
 		c.m.chainCounters[LookupUnknown].Inc()
@@ -242,9 +271,9 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	c.m.chainCounters[LookupUnknown].Inc()
 	if cacheable {
 		// Every source said no: remember that for the negative TTL.
-		c.cache.put(caller, unknown(reason), at, gen)
+		c.cache.put(caller, unknown(reason()), at, gen)
 	}
-	return unknown(reason), at, nil
+	return unknown(reason()), at, nil
 }
 
 // ticketDependent reports whether a source answers from the ticket rather

@@ -26,6 +26,8 @@ type fakeSource struct {
 	err   error
 	hang  bool
 	calls atomic.Int32
+
+	deadline bool // localSource: a lookup had a deadline
 }
 
 func (f *fakeSource) Name() string { return f.name }
@@ -37,6 +39,21 @@ func (f *fakeSource) Lookup(ctx context.Context, _ ticket.Caller) (ticket.Profil
 		return ticket.Profile{}, false, ctx.Err()
 	}
 	return f.p, f.ok, f.err
+}
+
+// localSource is a fakeSource that says it is Local and records whether
+// it was given a deadline.
+type localSource struct {
+	fakeSource
+}
+
+func (l *localSource) Local() bool { return true }
+
+func (l *localSource) Lookup(ctx context.Context, c ticket.Caller) (ticket.Profile, bool, error) {
+	if _, ok := ctx.Deadline(); ok {
+		l.deadline = true
+	}
+	return l.fakeSource.Lookup(ctx, c)
 }
 
 var (

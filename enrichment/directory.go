@@ -327,3 +327,7 @@ func (d *Directory) lookupEmail(email string) (ticket.Profile, bool) {
 	p, ok := d.byEmail[string(buf[:len(email)])]
 	return p, ok
 }
+
+// Local returns true: the directory answers from its in-memory mirror of
+// the bucket (see [Local]).
+func (d *Directory) Local() bool { return true }

@@ -65,3 +65,6 @@ func entryProfile(e Entry, q Quadrant, source string) (ticket.Profile, bool) {
 	}
 	return ticket.Profile{Name: name, Source: source, Confidence: 1}, true
 }
+
+// Local returns true: the entries are in memory (see [Local]).
+func (s *Static) Local() bool { return true }
