@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Channel is the way a caller reaches, or is served by, the service desk.
@@ -192,7 +194,7 @@ var ErrNotTicket = errors.New("not a ticket JSON object")
 // validates it.
 func Decode(data []byte) (Ticket, error) {
 	var t Ticket
-	if err := json.Unmarshal(data, &t); err != nil {
+	if err := jsonv1.Unmarshal(data, &t); err != nil {
 		return Ticket{}, fmt.Errorf("%w: %w", ErrNotTicket, err)
 	}
 	if err := t.Validate(); err != nil {

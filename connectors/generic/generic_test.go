@@ -155,3 +155,44 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// TestIdentityErrors pins the 400 messages of the identity mapping: each
+// names the field and says what to send instead.
+func TestIdentityErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, body, want string
+	}{
+		{"an unknown field is named", `{"id":"1","title":"x","colour":"red"}`, `colour: is not a ticket field (see the ticket format in the README)`},
+		{"a number where a string belongs", `{"id":1,"title":"x"}`, `id: must be a JSON string, not number`},
+		{"a string where a number belongs", `{"id":"1","title":"x","impact":"high"}`, `impact: must be a JSON number, not string`},
+		{"a nested field", `{"id":"1","title":"x","caller":{"email":7}}`, `caller.email: must be a JSON string, not number`},
+		{"an array body", `[1,2]`, `body must be a JSON object (a ticket), not array`},
+		{"a string body", `"ticket"`, `body must be a JSON object (a ticket), not string`},
+		{"a broken body", `{"id":`, `body is not valid JSON`},
+		{"an empty body", ``, `body is not valid JSON`},
+		{"two values", `{"id":"1","title":"x"} {}`, `body holds more than one JSON value`},
+		{"a bad time", `{"id":"1","title":"x","opened_at":"yesterday"}`, `opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not "yesterday"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wh, err := build(t, map[string]any{"mapping": "identity"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = wh.Normalize(t.Context(), nil, []byte(tt.body))
+			var ie *connectors.InputError
+			if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Normalize(%s) = %v, want input error starting %q", tt.body, err, tt.want)
+			}
+		})
+	}
+	t.Run("field names match in any case, as encoding/json does", func(t *testing.T) {
+		wh, err := build(t, map[string]any{"mapping": "identity"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := wh.Normalize(t.Context(), nil, []byte(`{"ID":"1","Title":"x","Caller":{"EMAIL":"a@example.com"}}`))
+		if err != nil || tk.ID != "1" || tk.Title != "x" || tk.Caller.Email != "a@example.com" {
+			t.Errorf("Normalize = %+v, %v; want id, title and caller email set", tk, err)
+		}
+	})
+}
