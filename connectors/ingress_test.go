@@ -174,6 +174,18 @@ deskrelay_webhook_accepted_total{source="generic"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "deskrelay_webhook_accepted_total"); err != nil {
 		t.Error(err)
 	}
+	want = `
+# HELP deskrelay_webhook_requests_total Webhook requests received, by configured source and HTTP status code.
+# TYPE deskrelay_webhook_requests_total counter
+deskrelay_webhook_requests_total{code="202",source="generic"} 1
+deskrelay_webhook_requests_total{code="400",source="generic"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "deskrelay_webhook_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "deskrelay_webhook_request_duration_seconds"); err != nil || n != 1 {
+		t.Errorf("request duration series = %d, %v; want 1", n, err)
+	}
 	n, err := testutil.GatherAndCount(reg, "deskrelay_webhook_rejected_total")
 	if err != nil || n != len([]string{"unknown_source", "method", "content_type", "too_large", "unauthorized", "invalid_payload", "invalid_ticket", "unavailable", "internal"}) {
 		t.Errorf("rejected series = %d, %v; want every reason pre-created", n, err)

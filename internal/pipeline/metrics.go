@@ -33,9 +33,14 @@ var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublishRouted, 
 // Every series of the known label values is created at zero.
 type Metrics struct {
 	routed  *prometheus.CounterVec
+	// routedBy holds routed's series of the known label values.
+	routedBy map[[3]string]prometheus.Counter
 	dlq     *prometheus.CounterVec
 	latency prometheus.Histogram
 	stage   *prometheus.HistogramVec
+	// stageObs holds stage's series of the known stages, resolved once:
+	// WithLabelValues hashes the labels on every call.
+	stageObs map[string]prometheus.Observer
 	retries *prometheus.CounterVec
 	panics  *prometheus.CounterVec
 	// consumeErrors counts errors of the consumer's message iterator
@@ -79,22 +84,43 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Errors reading the ingest consumer (missed heartbeats during a NATS stall, a failed pull request) after which the processor backed off and resumed.",
 		}),
 	}
+	m.routedBy = make(map[[3]string]prometheus.Counter, len(ticket.Tiers)*len(ticket.Channels)*len(ticket.ProfileNames))
 	for _, tier := range ticket.Tiers {
 		for _, ch := range ticket.Channels {
 			for _, p := range ticket.ProfileNames {
-				m.routed.WithLabelValues(string(tier), string(ch), string(p))
+				k := [3]string{string(tier), string(ch), string(p)}
+				m.routedBy[k] = m.routed.WithLabelValues(k[:]...)
 			}
 		}
 	}
 	for _, r := range ticket.Reasons {
 		m.dlq.WithLabelValues(r)
 	}
+	m.stageObs = make(map[string]prometheus.Observer, len(stages))
 	for _, s := range stages {
-		m.stage.WithLabelValues(s)
+		m.stageObs[s] = m.stage.WithLabelValues(s)
 		m.panics.WithLabelValues(s)
 	}
 	m.retries.WithLabelValues(StageEnrich)
 	m.retries.WithLabelValues(StagePublishRouted)
 	m.retries.WithLabelValues(StagePublishDLQ)
 	return m
+}
+
+// observeStage records d seconds spent in stage.
+func (m *Metrics) observeStage(stage string, d float64) {
+	if o, ok := m.stageObs[stage]; ok {
+		o.Observe(d)
+		return
+	}
+	m.stage.WithLabelValues(stage).Observe(d)
+}
+
+// countRouted counts one routed ticket.
+func (m *Metrics) countRouted(tier, channel, profile string) {
+	if c, ok := m.routedBy[[3]string{tier, channel, profile}]; ok {
+		c.Inc()
+		return
+	}
+	m.routed.WithLabelValues(tier, channel, profile).Inc()
 }

@@ -422,7 +422,7 @@ var errPanic = errors.New("panic")
 func (p *Processor) guard(d *delivery, stage string, f func() error) (err error) {
 	start := p.now()
 	defer func() {
-		p.m.stage.WithLabelValues(stage).Observe(p.now().Sub(start).Seconds())
+		p.m.observeStage(stage, p.now().Sub(start).Seconds())
 		if r := recover(); r != nil {
 			p.m.panics.WithLabelValues(stage).Inc()
 			d.logger().Error("panic while processing message", zap.String("stage", stage),
@@ -509,7 +509,7 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 		p.retry(ctx, hctx, d, StagePublishRouted, tk.ID, err)
 		return
 	}
-	p.m.routed.WithLabelValues(string(dec.Tier), string(dec.Channel), string(prof.Name)).Inc()
+	p.m.countRouted(string(dec.Tier), string(dec.Channel), string(prof.Name))
 	p.m.latency.Observe(p.now().Sub(meta.Timestamp).Seconds())
 	// A plain ack, not a double ack: the routed message is stored, so
 	// should this ack be lost the redelivery publishes it again under the
