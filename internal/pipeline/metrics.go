@@ -32,17 +32,17 @@ var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublishRouted, 
 //
 // Every series of the known label values is created at zero.
 type Metrics struct {
-	routed  *prometheus.CounterVec
+	routed *prometheus.CounterVec
 	// routedBy holds routed's series of the known label values.
 	routedBy map[[3]string]prometheus.Counter
-	dlq     *prometheus.CounterVec
-	latency prometheus.Histogram
-	stage   *prometheus.HistogramVec
+	dlq      *prometheus.CounterVec
+	latency  prometheus.Histogram
+	stage    *prometheus.HistogramVec
 	// stageObs holds stage's series of the known stages, resolved once:
 	// WithLabelValues hashes the labels on every call.
 	stageObs map[string]prometheus.Observer
-	retries *prometheus.CounterVec
-	panics  *prometheus.CounterVec
+	retries  *prometheus.CounterVec
+	panics   *prometheus.CounterVec
 	// consumeErrors counts errors of the consumer's message iterator
 	// (missed heartbeats, a lost pull request) after which Run recreated it.
 	consumeErrors prometheus.Counter
