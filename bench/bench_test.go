@@ -88,54 +88,66 @@ func TestParseRates(t *testing.T) {
 	}
 }
 
-// TestLoadAgainstCeiling runs the ceiling in-process and sends it a
-// bounded closed-loop and open-loop phase: every accepted ticket must
-// reach the consumer and be counted once.
+// TestLoadAgainstCeiling runs the ceiling and the relay in-process and
+// sends each a bounded closed-loop and open-loop phase: every accepted
+// ticket must reach the consumer (of the ingest stream for the ceiling, of
+// the routed stream for the relay) and be counted once.
 func TestLoadAgainstCeiling(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	type addrs struct{ http, nats string }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveCeiling(ctx, t.TempDir(), "", "generic", func(h, n string) { ready <- addrs{h, n} })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serveCeiling: %v", err)
-		}
-	})
-	var a addrs
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatalf("serveCeiling: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("ceiling not listening after 30s")
-	}
-	l := newLoader("http://"+a.http+"/webhooks/generic", "token", "generic", "t", 100, 8, time.Now())
-	stop, err := l.consume(ctx, a.nats, "DESKRELAY_INGEST")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
+	for _, tt := range []struct {
+		name   string
+		relay  bool
+		stream string
+	}{
+		{"ceiling", false, "DESKRELAY_INGEST"},
+		{"relay", true, "DESKRELAY_ROUTED"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			type addrs struct{ http, nats string }
+			ready := make(chan addrs, 1)
+			done := make(chan error, 1)
+			go func() {
+				done <- serveCeiling(ctx, t.TempDir(), "", "generic", tt.relay, func(h, n string) { ready <- addrs{h, n} })
+			}()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("serveCeiling: %v", err)
+				}
+			})
+			var a addrs
+			select {
+			case a = <-ready:
+			case err := <-done:
+				t.Fatalf("serveCeiling: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("server not listening after 30s")
+			}
+			l := newLoader("http://"+a.http+"/webhooks/generic", "token", "generic", "t", 100, 8, time.Now())
+			stop, err := l.consume(ctx, a.nats, tt.stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
 
-	closed := newPhase(0, 200)
-	l.cur.Store(closed)
-	l.closedLoop(ctx, closed, 4, 30*time.Second) // ends after 200 tickets
-	if lost := drain(ctx, closed, 30*time.Second); lost != 0 || closed.accepted.Load() != 200 {
-		t.Fatalf("closed loop: accepted %d, lost %d, codes %v; want 200 accepted, none lost", closed.accepted.Load(), lost, closed.codes)
-	}
-	if n := closed.e2e.TotalCount(); n != 200 {
-		t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
-	}
+			closed := newPhase(0, 200)
+			l.cur.Store(closed)
+			l.closedLoop(ctx, closed, 4, 30*time.Second) // ends after 200 tickets
+			if lost := drain(ctx, closed, 30*time.Second); lost != 0 || closed.accepted.Load() != 200 {
+				t.Fatalf("closed loop: accepted %d, lost %d, codes %v; want 200 accepted, none lost", closed.accepted.Load(), lost, closed.codes)
+			}
+			if n := closed.e2e.TotalCount(); n != 200 {
+				t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
+			}
 
-	open := newPhase(200, 50)
-	l.cur.Store(open)
-	l.openLoop(ctx, open, 500, 8, 100*time.Millisecond) // 50 requests due
-	lost := drain(ctx, open, 30*time.Second)
-	if got := open.accepted.Load() + open.dropped.Load(); got != 50 || lost != 0 {
-		t.Errorf("open loop: accepted %d + dropped %d = %d, lost %d; want 50, none lost (codes %v)",
-			open.accepted.Load(), open.dropped.Load(), got, lost, open.codes)
+			open := newPhase(200, 50)
+			l.cur.Store(open)
+			l.openLoop(ctx, open, 500, 8, 100*time.Millisecond) // 50 requests due
+			lost := drain(ctx, open, 30*time.Second)
+			if got := open.accepted.Load() + open.dropped.Load(); got != 50 || lost != 0 {
+				t.Errorf("open loop: accepted %d + dropped %d = %d, lost %d; want 50, none lost (codes %v)",
+					open.accepted.Load(), open.dropped.Load(), got, lost, open.codes)
+			}
+		})
 	}
 }

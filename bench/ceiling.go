@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,7 +36,16 @@ const ceilingSource = "generic"
 // measured against. It prints the same "listening" JSON line deskrelay
 // logs through ready (the subprocess prints it on stderr), and serves
 // /readyz and /debug/pprof/ besides.
-func serveCeiling(ctx context.Context, dir, syncInterval, source string, ready func(httpAddr, natsURL string)) error {
+//
+// With relay it is the relay instead: the same handler, and besides it the
+// bare processing stage deskrelay's architecture needs, with no work of
+// its own: a durable pull consumer on the ingest stream configured as
+// deskrelay's, up to [relayPending] messages at once, each published
+// unchanged (no decode, enrichment, routing or encoding) to a routed
+// subject with Nats-Msg-Id routed:<ingest id> and the ticket id header,
+// and acked after the PubAck — the NATS work per ticket that deskrelay
+// cannot avoid: two stores, a delivery and an ack.
+func serveCeiling(ctx context.Context, dir, syncInterval, source string, relay bool, ready func(httpAddr, natsURL string)) error {
 	cfg := config.NATS{Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
 	log := zap.NewNop()
 	srv, err := bus.StartEmbedded(cfg, dir, log)
@@ -55,6 +66,22 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source string, ready f
 		return err
 	}
 	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source}
+	if relay {
+		cons, err := b.IngestConsumer(ctx, config.Pipeline{})
+		if err != nil {
+			return err
+		}
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		errc := make(chan error, 1)
+		go func() { errc <- runRelay(rctx, b.JetStream(), cons, b.Subject(bus.KindRouted, "l1", "portal")) }()
+		defer func() {
+			stop()
+			if err := <-errc; err != nil {
+				fmt.Fprintf(os.Stderr, "relay: %v\n", err)
+			}
+		}()
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/{source}", h)
@@ -80,6 +107,45 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source string, ready f
 		return err
 	}
 	return nc.Drain()
+}
+
+// relayPending is how many ingest messages the relay handles at once, as
+// deskrelay's pipeline.max_pending_acks default.
+const relayPending = 256
+
+// runRelay moves every ingest message to subject until ctx ends.
+func runRelay(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(relayPending))
+	if err != nil {
+		return err
+	}
+	stopIt := context.AfterFunc(ctx, it.Stop)
+	defer stopIt()
+	slots := make(chan struct{}, relayPending)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			h := msg.Headers()
+			out := &nats.Msg{Subject: subject, Data: msg.Data(), Header: nats.Header{ticket.HeaderTicketID: h[ticket.HeaderTicketID]}}
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bus.DefaultPublishTimeout)
+			defer cancel()
+			if _, err := js.PublishMsg(pctx, out, jetstream.WithMsgID("routed:"+h.Get(nats.MsgIdHdr))); err != nil {
+				_ = msg.Nak()
+				return
+			}
+			_ = msg.Ack()
+		})
+	}
 }
 
 // ceiling is the bare webhook handler.

@@ -12,8 +12,11 @@
 // histograms, throughput, errors, and the subprocess's RSS and CPU time.
 // Then it does the same to the ceiling, a bare handler on the same NATS
 // settings that only decodes the body and stores it with a Nats-Msg-Id
-// (see serveCeiling), and prints every figure of deskrelay as a ratio to
-// the ceiling's. Results go to bench/results/<date>-<git hash>.json.
+// (see serveCeiling), and to the relay, the ceiling plus a bare processing
+// stage that moves each stored ticket unchanged to the routed stream (the
+// NATS work deskrelay's architecture needs, without deskrelay's own), and
+// prints every figure of deskrelay as a ratio to the ceiling's and to the
+// relay's. Results go to bench/results/<date>-<git hash>.json.
 //
 // Traffic goes only to 127.0.0.1, every phase is bounded in time and in
 // requests, and the subprocesses and temporary directories are removed on
@@ -60,6 +63,7 @@ type options struct {
 	env                                   string
 	pprofAddr                             string
 	ceilingDir                            string // internal: run as the ceiling subprocess
+	relay                                 bool   // internal: with ceilingDir, run as the relay
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -76,7 +80,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or a multiple of deskrelay's closed-loop end-to-end throughput (\"0.5x\", \"2x\"); empty: no open loop")
 	fs.StringVar(&o.source, "source", "generic", "webhook kind: generic (normalised tickets, the example config's source) or servicenow (Table API records to a servicenow source added to the config copy)")
 	fs.StringVar(&o.syncInterval, "sync-interval", "2m", "JetStream sync_interval of both servers: a duration or \"always\"")
-	fs.StringVar(&o.targets, "targets", "deskrelay,ceiling", "which servers to measure, in order")
+	fs.StringVar(&o.targets, "targets", "deskrelay,ceiling,relay", "which servers to measure, in order: deskrelay, the ceiling, the relay (the ceiling plus a bare ingest → routed stage: the NATS work deskrelay's architecture needs)")
 	fs.StringVar(&o.config, "config", "deploy/examples/deskrelay.yaml", "deskrelay config to copy (relative to the module root)")
 	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
 	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
@@ -84,6 +88,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"): config experiments without editing the copy")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
+	fs.BoolVar(&o.relay, "relay", false, "internal: with -serve-ceiling, run the relay")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -113,8 +118,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, err
 	}
 	for t := range strings.SplitSeq(o.targets, ",") {
-		if t != "deskrelay" && t != "ceiling" {
-			return nil, fmt.Errorf("-targets: %q is not deskrelay or ceiling", t)
+		if t != "deskrelay" && t != "ceiling" && t != "relay" {
+			return nil, fmt.Errorf("-targets: %q is not deskrelay, ceiling or relay", t)
 		}
 	}
 	return o, nil
@@ -166,7 +171,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if o.ceilingDir != "" {
-		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, func(httpAddr, natsURL string) {
+		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, o.relay, func(httpAddr, natsURL string) {
 			line, _ := json.Marshal(map[string]string{"msg": "listening", "http": httpAddr, "nats": natsURL})
 			fmt.Fprintf(os.Stderr, "%s\n", line)
 		})
@@ -182,20 +187,23 @@ func main() {
 
 // Result is the JSON result file.
 type Result struct {
-	Date      string          `json:"date"`
-	Git       string          `json:"git"`
-	Dirty     bool            `json:"dirty"` // the work tree had uncommitted changes
-	Command   string          `json:"command"`
-	Machine   Machine         `json:"machine"`
-	Source    string          `json:"source"`
-	Sync      string          `json:"sync_interval"`
-	Callers   int             `json:"callers"`
-	Duration  string          `json:"phase_duration"`
-	Senders   int             `json:"senders"`
-	Targets   []*TargetResult `json:"targets"`
-	Ratios    []PhaseRatios   `json:"ratios,omitempty"` // deskrelay ÷ ceiling, by phase
-	Profiles  []string        `json:"profiles,omitempty"`
-	BodyBytes int             `json:"body_bytes"` // of the first request
+	Date     string          `json:"date"`
+	Git      string          `json:"git"`
+	Dirty    bool            `json:"dirty"` // the work tree had uncommitted changes
+	Command  string          `json:"command"`
+	Machine  Machine         `json:"machine"`
+	Source   string          `json:"source"`
+	Sync     string          `json:"sync_interval"`
+	Callers  int             `json:"callers"`
+	Duration string          `json:"phase_duration"`
+	Senders  int             `json:"senders"`
+	Targets  []*TargetResult `json:"targets"`
+	Ratios   []PhaseRatios   `json:"ratios,omitempty"` // deskrelay ÷ ceiling, by phase
+	// RelayRatios are deskrelay ÷ relay, by phase: what deskrelay's own
+	// work costs on top of the NATS work its architecture needs.
+	RelayRatios []PhaseRatios `json:"relay_ratios,omitempty"`
+	Profiles    []string      `json:"profiles,omitempty"`
+	BodyBytes   int           `json:"body_bytes"` // of the first request
 }
 
 // Machine is where the run happened.
@@ -343,6 +351,14 @@ func run(ctx context.Context, o *options) error {
 			}
 			cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
 			cmd.Env = cleanEnv()
+		case "relay":
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cmd = exec.Command(self, "-serve-ceiling", dir, "-relay", "-sync-interval", o.syncInterval, "-source", o.source)
+			cmd.Env = cleanEnv()
+			stream = "DESKRELAY_ROUTED"
 		}
 		fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
 		started := time.Now()
@@ -378,7 +394,7 @@ func run(ctx context.Context, o *options) error {
 			var wg sync.WaitGroup
 			if o.pprofAddr != "" {
 				addr := o.pprofAddr
-				if name == "ceiling" {
+				if name != "deskrelay" {
 					addr = srv.HTTP
 				}
 				secs := max(1, int((o.duration-time.Second)/time.Second))
@@ -437,7 +453,8 @@ func run(ctx context.Context, o *options) error {
 			return err
 		}
 	}
-	res.Ratios = ratios(res.Targets)
+	res.Ratios = ratios(res.Targets, "ceiling")
+	res.RelayRatios = ratios(res.Targets, "relay")
 	printTable(os.Stdout, res)
 	f := filepath.Join(out, stem+".json")
 	b, err := json.MarshalIndent(res, "", "  ")

@@ -54,10 +54,11 @@ func phaseNamed(t *TargetResult, name string) *PhaseResult {
 	return nil
 }
 
-// ratios divides each of deskrelay's figures by the ceiling's, phase by
-// phase; a figure whose ceiling value is 0 has no ratio.
-func ratios(ts []*TargetResult) []PhaseRatios {
-	d, c := target(ts, "deskrelay"), target(ts, "ceiling")
+// ratios divides each of deskrelay's figures by those of the target named
+// by (the ceiling, the relay), phase by phase; a figure whose value there
+// is 0 has no ratio.
+func ratios(ts []*TargetResult, by string) []PhaseRatios {
+	d, c := target(ts, "deskrelay"), target(ts, by)
 	if d == nil || c == nil {
 		return nil
 	}
@@ -80,7 +81,7 @@ func ratios(ts []*TargetResult) []PhaseRatios {
 }
 
 // printTable writes one block per phase: a row per figure, a column per
-// server, and deskrelay ÷ ceiling.
+// server, deskrelay ÷ ceiling and, when the relay ran, deskrelay ÷ relay.
 func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\ndeskrelay benchmark %s (git %s%s), %d CPUs (%s), %s\n", r.Date, r.Git, map[bool]string{true: ", dirty"}[r.Dirty], r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion)
 	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.Sync, r.Duration)
@@ -90,10 +91,13 @@ func printTable(w io.Writer, r *Result) {
 	for _, t := range r.Targets {
 		names = append(names, t.Name)
 	}
-	ratio := len(r.Ratios) > 0
+	ratio, relay := len(r.Ratios) > 0, len(r.RelayRatios) > 0
 	header := "\t" + strings.Join(names, "\t") + "\t"
 	if ratio {
-		header += "ratio\t"
+		header += "÷ceiling\t"
+	}
+	if relay {
+		header += "÷relay\t"
 	}
 	first := r.Targets[0]
 	const labelWidth = 44 // AlignRight pads on the left: a padded label stays left-aligned
@@ -117,6 +121,9 @@ func printTable(w io.Writer, r *Result) {
 			}
 			if ratio {
 				row += ratioCell(r.Ratios, name, f.key) + "\t"
+			}
+			if relay {
+				row += ratioCell(r.RelayRatios, name, f.key) + "\t"
 			}
 			fmt.Fprintln(tw, row)
 		}
