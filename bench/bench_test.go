@@ -94,20 +94,39 @@ func TestParseRates(t *testing.T) {
 // the routed stream for the relay) and be counted once.
 func TestLoadAgainstCeiling(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		relay  bool
-		stream string
+		name     string
+		relay    bool
+		external bool // on a serveNATS server, as with -nats external
+		stream   string
 	}{
-		{"ceiling", false, "DESKRELAY_INGEST"},
-		{"relay", true, "DESKRELAY_ROUTED"},
+		{"ceiling", false, false, "DESKRELAY_INGEST"},
+		{"relay", true, false, "DESKRELAY_ROUTED"},
+		{"relay on an external nats-server", true, true, "DESKRELAY_ROUTED"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			type addrs struct{ http, nats string }
+			natsURL := ""
+			if tt.external {
+				nctx, stopNATS := context.WithCancel(t.Context())
+				ready, done := make(chan string, 1), make(chan error, 1)
+				go func() { done <- serveNATS(nctx, t.TempDir(), "", func(_, n string) { ready <- n }) }()
+				select {
+				case natsURL = <-ready:
+				case err := <-done:
+					t.Fatalf("serveNATS: %v", err)
+				}
+				t.Cleanup(func() {
+					stopNATS()
+					if err := <-done; err != nil {
+						t.Errorf("serveNATS: %v", err)
+					}
+				})
+			}
 			ready := make(chan addrs, 1)
 			done := make(chan error, 1)
 			go func() {
-				done <- serveCeiling(ctx, t.TempDir(), "", "generic", tt.relay, func(h, n string) { ready <- addrs{h, n} })
+				done <- serveCeiling(ctx, t.TempDir(), "", "generic", natsURL, tt.relay, func(h, n string) { ready <- addrs{h, n} })
 			}()
 			t.Cleanup(func() {
 				cancel()
@@ -124,6 +143,9 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Fatal("server not listening after 30s")
 			}
 			l := newLoader("http://"+a.http+"/webhooks/generic", "token", "generic", "t", 100, 8, time.Now())
+			if tt.external && a.nats != natsURL {
+				t.Fatalf("server reports NATS %s, want the external %s", a.nats, natsURL)
+			}
 			stop, err := l.consume(ctx, a.nats, tt.stream)
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -45,14 +46,20 @@ const ceilingSource = "generic"
 // subject with Nats-Msg-Id routed:<ingest id> and the ticket id header,
 // and acked after the PubAck — the NATS work per ticket that deskrelay
 // cannot avoid: two stores, a delivery and an ack.
-func serveCeiling(ctx context.Context, dir, syncInterval, source string, relay bool, ready func(httpAddr, natsURL string)) error {
-	cfg := config.NATS{Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
+//
+// With a natsURL it uses that server (see serveNATS) instead of its own.
+func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string, relay bool, ready func(httpAddr, natsURL string)) error {
+	cfg := config.NATS{URL: natsURL, Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
 	log := zap.NewNop()
-	srv, err := bus.StartEmbedded(cfg, dir, log)
-	if err != nil {
-		return err
+	var srv *natsserver.Server
+	if natsURL == "" {
+		var err error
+		if srv, err = bus.StartEmbedded(cfg, dir, log); err != nil {
+			return err
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		natsURL = "nats://" + srv.Addr().String()
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	nc, err := bus.Connect(ctx, cfg, srv, log)
 	if err != nil {
 		return err
@@ -93,7 +100,7 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source string, relay b
 	if err != nil {
 		return err
 	}
-	ready(ln.Addr().String(), "nats://"+srv.Addr().String())
+	ready(ln.Addr().String(), natsURL)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -107,6 +114,24 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source string, relay b
 		return err
 	}
 	return nc.Drain()
+}
+
+// serveNATS runs a nats-server with JetStream as deskrelay embeds it
+// (internal/bus, file storage under dir) until ctx ends, for -nats
+// external: the servers measured then connect to it over loopback TCP and
+// their RSS and CPU are their own. It prints the "listening" line with no
+// HTTP address through ready.
+func serveNATS(ctx context.Context, dir, syncInterval string, ready func(httpAddr, natsURL string)) error {
+	cfg := config.NATS{Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
+	srv, err := bus.StartEmbedded(cfg, dir, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	ready("", "nats://"+srv.Addr().String())
+	<-ctx.Done()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
 }
 
 // relayPending is how many ingest messages the relay handles at once, as

@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,6 +63,10 @@ type options struct {
 	serveArgs                             string
 	env                                   string
 	pprofAddr                             string
+	logs                                  bool
+	nats                                  string // "embedded" or "external"
+	natsURL                               string // internal: the ceiling's external server
+	natsDir                               string // internal: run as the NATS server subprocess
 	ceilingDir                            string // internal: run as the ceiling subprocess
 	relay                                 bool   // internal: with ceilingDir, run as the relay
 }
@@ -87,6 +92,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.serveArgs, "serve-args", "", "extra arguments for deskrelay serve, space-separated (e.g. \"--pprof 127.0.0.1:6060\")")
 	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"): config experiments without editing the copy")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
+	fs.StringVar(&o.nats, "nats", "embedded", "embedded: each server embeds its nats-server, as deskrelay's quick start does; external: the harness starts a nats-server process (same settings) beside each server, whose RSS and CPU are then reported apart")
+	fs.StringVar(&o.natsURL, "nats-url", "", "internal: with -serve-ceiling, the external NATS server")
+	fs.StringVar(&o.natsDir, "serve-nats", "", "internal: run a nats-server with its store in this directory")
+	fs.BoolVar(&o.logs, "logs", false, "keep each server's stderr (deskrelay's log) as <out>/<result>.<server>.log")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
 	fs.BoolVar(&o.relay, "relay", false, "internal: with -serve-ceiling, run the relay")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +117,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-max-requests %d: use 1…100000000", o.maxRequests)
 	case o.source != "generic" && o.source != "servicenow":
 		return nil, fmt.Errorf("-source %q: use generic or servicenow", o.source)
+	case o.nats != "embedded" && o.nats != "external":
+		return nil, fmt.Errorf("-nats %q: use embedded or external", o.nats)
 	}
 	for kv := range strings.SplitSeq(o.env, ",") {
 		if k, _, ok := strings.Cut(kv, "="); kv != "" && (!ok || !strings.HasPrefix(k, "DESKRELAY_")) {
@@ -170,12 +181,16 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	if o.ceilingDir != "" {
-		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, o.relay, func(httpAddr, natsURL string) {
-			line, _ := json.Marshal(map[string]string{"msg": "listening", "http": httpAddr, "nats": natsURL})
-			fmt.Fprintf(os.Stderr, "%s\n", line)
-		})
-	} else {
+	listening := func(httpAddr, natsURL string) {
+		line, _ := json.Marshal(map[string]string{"msg": "listening", "http": httpAddr, "nats": natsURL})
+		fmt.Fprintf(os.Stderr, "%s\n", line)
+	}
+	switch {
+	case o.natsDir != "":
+		err = serveNATS(ctx, o.natsDir, o.syncInterval, listening)
+	case o.ceilingDir != "":
+		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, o.natsURL, o.relay, listening)
+	default:
 		err = run(ctx, o)
 	}
 	stop()
@@ -194,6 +209,7 @@ type Result struct {
 	Machine  Machine         `json:"machine"`
 	Source   string          `json:"source"`
 	Sync     string          `json:"sync_interval"`
+	NATS     string          `json:"nats"` // embedded or external
 	Callers  int             `json:"callers"`
 	Duration string          `json:"phase_duration"`
 	Senders  int             `json:"senders"`
@@ -240,9 +256,13 @@ type PhaseResult struct {
 	E2E         Latency          `json:"e2e_ms"`
 	RSSPeakMB   float64          `json:"rss_peak_mb"`
 	RSSEndMB    float64          `json:"rss_end_mb"`
+	RSSSeries   []float64        `json:"rss_mb_every_5s"` // from the phase's start through its drain
 	CPUSeconds  float64          `json:"cpu_seconds"`
 	CPUPer1000  float64          `json:"cpu_seconds_per_1000"`
 	LoadCPU1000 float64          `json:"harness_cpu_seconds_per_1000"`
+	// With -nats external, the target's nats-server process.
+	NATSRSSPeakMB  float64 `json:"nats_rss_peak_mb,omitempty"`
+	NATSCPUPer1000 float64 `json:"nats_cpu_seconds_per_1000,omitempty"`
 }
 
 // Latency is a distribution in milliseconds.
@@ -286,7 +306,7 @@ func run(ctx context.Context, o *options) error {
 	res := &Result{
 		Date: now.UTC().Format(time.RFC3339), Git: git, Dirty: dirty, Command: command(os.Args[1:]),
 		Machine: Machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
-		Source:  o.source, Sync: o.syncInterval, Callers: o.callers, Duration: o.duration.String(), Senders: o.senders,
+		Source:  o.source, Sync: o.syncInterval, NATS: o.nats, Callers: o.callers, Duration: o.duration.String(), Senders: o.senders,
 	}
 	res.BodyBytes = len((&payload{source: o.source, run: "0", callers: o.callers, now: now}).body(0))
 	out := o.out
@@ -312,6 +332,20 @@ func run(ctx context.Context, o *options) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
+		var natsSrv *server // -nats external: the target's own nats-server process
+		if o.nats == "external" {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench: starting nats-server for %s\n", name)
+			nc := exec.Command(self, "-serve-nats", filepath.Join(dir, "nats"), "-sync-interval", o.syncInterval)
+			nc.Env = cleanEnv()
+			if natsSrv, err = startServer(ctx, name+" nats-server", nc, o.startTimeout, nil); err != nil {
+				return err
+			}
+			defer natsSrv.stop() // also stopped right after its target, below
+		}
 		var cmd *exec.Cmd
 		path, stream := "/webhooks/generic", "DESKRELAY_INGEST"
 		switch name {
@@ -335,6 +369,9 @@ func run(ctx context.Context, o *options) error {
 				"DESKRELAY_HTTP_LISTEN=127.0.0.1:0",
 				"DESKRELAY_NATS_EMBEDDED_LISTEN=127.0.0.1:0",
 				"DESKRELAY_NATS_EMBEDDED_SYNC_INTERVAL="+o.syncInterval)
+			if natsSrv != nil {
+				cmd.Env = append(cmd.Env, "DESKRELAY_NATS_URL="+natsSrv.NATS)
+			}
 			for kv := range strings.SplitSeq(o.env, ",") {
 				if kv != "" {
 					cmd.Env = append(cmd.Env, kv)
@@ -351,6 +388,9 @@ func run(ctx context.Context, o *options) error {
 			}
 			cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
 			cmd.Env = cleanEnv()
+			if natsSrv != nil {
+				cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
+			}
 		case "relay":
 			self, err := os.Executable()
 			if err != nil {
@@ -358,11 +398,23 @@ func run(ctx context.Context, o *options) error {
 			}
 			cmd = exec.Command(self, "-serve-ceiling", dir, "-relay", "-sync-interval", o.syncInterval, "-source", o.source)
 			cmd.Env = cleanEnv()
+			if natsSrv != nil {
+				cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
+			}
 			stream = "DESKRELAY_ROUTED"
 		}
 		fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
 		started := time.Now()
-		srv, err := startServer(ctx, name, cmd, o.startTimeout)
+		var logTo io.Writer
+		if o.logs {
+			f, err := os.Create(filepath.Join(out, stem+"."+name+".log"))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			logTo = f
+		}
+		srv, err := startServer(ctx, name, cmd, o.startTimeout, logTo)
 		if err != nil {
 			return err
 		}
@@ -373,14 +425,23 @@ func run(ctx context.Context, o *options) error {
 				if err := srv.stop(); err != nil {
 					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 				}
+				if natsSrv != nil {
+					if err := natsSrv.stop(); err != nil {
+						fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+					}
+				}
 			}()
 			l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
-			stopConsumer, err := l.consume(ctx, srv.NATS, stream)
+			natsURL := srv.NATS
+			if natsSrv != nil {
+				natsURL = natsSrv.NATS
+			}
+			stopConsumer, err := l.consume(ctx, natsURL, stream)
 			if err != nil {
 				return err
 			}
 			defer stopConsumer()
-			m := &meter{srv: srv, l: l, drain: o.drain}
+			m := &meter{srv: srv, nats: natsSrv, l: l, drain: o.drain}
 
 			if o.warmup > 0 {
 				fmt.Fprintf(os.Stderr, "bench: %s: warm-up, %s closed loop\n", name, o.warmup)
@@ -471,6 +532,7 @@ func run(ctx context.Context, o *options) error {
 // meter measures phases against one server.
 type meter struct {
 	srv   *server
+	nats  *server // -nats external: the target's nats-server, else nil
 	l     *loader
 	drain time.Duration
 }
@@ -482,15 +544,29 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	m.l.cur.Store(p)
 	before, _ := readProc(pid)
 	selfBefore, _ := readProc(os.Getpid())
-	var peak int64
+	natsPid := 0
+	if m.nats != nil {
+		natsPid = m.nats.cmd.Process.Pid
+	}
+	natsBefore, _ := readProc(natsPid)
+	var peak, natsPeak int64
+	var series []float64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
-		for {
+		for i := 0; ; i++ {
 			if st, err := readProc(pid); err == nil {
 				peak = max(peak, st.RSS)
+				if i%50 == 0 {
+					series = append(series, math.Round(float64(st.RSS)/(1<<20)))
+				}
+			}
+			if natsPid != 0 {
+				if st, err := readProc(natsPid); err == nil {
+					natsPeak = max(natsPeak, st.RSS)
+				}
 			}
 			select {
 			case <-stop:
@@ -507,6 +583,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	wg.Wait()
 	after, _ := readProc(pid)
 	selfAfter, _ := readProc(os.Getpid())
+	natsAfter, _ := readProc(natsPid)
 
 	r := PhaseResult{
 		SendSeconds: sendEnd.Sub(start).Seconds(),
@@ -518,6 +595,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 		E2E:         latency(p.e2e),
 		RSSPeakMB:   float64(max(peak, after.RSS)) / (1 << 20),
 		RSSEndMB:    float64(after.RSS) / (1 << 20),
+		RSSSeries:   series,
 		CPUSeconds:  (after.CPU - before.CPU).Seconds(),
 		Codes:       p.codes,
 	}
@@ -534,6 +612,12 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	if r.Received > 0 {
 		r.CPUPer1000 = r.CPUSeconds / float64(r.Received) * 1000
 		r.LoadCPU1000 = (selfAfter.CPU - selfBefore.CPU).Seconds() / float64(r.Received) * 1000
+		if natsPid != 0 {
+			r.NATSCPUPer1000 = (natsAfter.CPU - natsBefore.CPU).Seconds() / float64(r.Received) * 1000
+		}
+	}
+	if natsPid != 0 {
+		r.NATSRSSPeakMB = float64(max(natsPeak, natsAfter.RSS)) / (1 << 20)
 	}
 	m.l.cur.Store(nil)
 	return r

@@ -25,6 +25,8 @@ type server struct {
 	HTTP string // host:port
 	NATS string // nats://host:port
 
+	logTo io.Writer // nil, or where every stderr line goes
+
 	mu   sync.Mutex
 	tail []string // last lines of stderr, for errors
 	done chan struct{}
@@ -35,8 +37,10 @@ type server struct {
 // JSON log, or the ceiling's copy of it) and then for GET /readyz to
 // answer 200, at most timeout in all. The process gets SIGTERM when the
 // harness dies (Pdeathsig) and is stopped by stop.
-func startServer(ctx context.Context, name string, cmd *exec.Cmd, timeout time.Duration) (*server, error) {
-	s := &server{name: name, cmd: cmd, done: make(chan struct{})}
+//
+// With a non-nil logTo, every line of the process's stderr is copied there.
+func startServer(ctx context.Context, name string, cmd *exec.Cmd, timeout time.Duration, logTo io.Writer) (*server, error) {
+	s := &server{name: name, cmd: cmd, done: make(chan struct{}), logTo: logTo}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -63,7 +67,10 @@ func startServer(ctx context.Context, name string, cmd *exec.Cmd, timeout time.D
 	}
 	if s.NATS == "" {
 		s.stop()
-		return nil, fmt.Errorf("%s has no embedded NATS listener", name)
+		return nil, fmt.Errorf("%s has no NATS listener", name)
+	}
+	if s.HTTP == "" { // a NATS server (-nats external): nothing more to wait for
+		return s, nil
 	}
 	// Bounded poll: deskrelay is ready once its streams exist and the
 	// profile directory is loaded.
@@ -109,6 +116,9 @@ func (s *server) readLog(r io.Reader, addrs chan<- [2]string) {
 	sent := false
 	for sc.Scan() {
 		line := sc.Text()
+		if s.logTo != nil {
+			fmt.Fprintln(s.logTo, line)
+		}
 		s.mu.Lock()
 		s.tail = append(s.tail, line)
 		if len(s.tail) > 40 {

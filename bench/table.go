@@ -13,24 +13,27 @@ type figure struct {
 	key, label string
 	get        func(*PhaseResult) float64
 	format     string
+	optional   bool // left out of the table when every server's value is 0
 }
 
 var figures = []figure{
-	{"ingress_per_second", "ingress throughput (202/s)", func(p *PhaseResult) float64 { return p.IngressRate }, "%.0f"},
-	{"e2e_per_second", "end-to-end throughput (msg/s)", func(p *PhaseResult) float64 { return p.E2ERate }, "%.0f"},
-	{"ingress_p50_ms", "ingress p50 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P50 }, "%.2f"},
-	{"ingress_p90_ms", "ingress p90 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P90 }, "%.2f"},
-	{"ingress_p99_ms", "ingress p99 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P99 }, "%.2f"},
-	{"ingress_p99_9_ms", "ingress p99.9 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P999 }, "%.2f"},
-	{"e2e_p50_ms", "end-to-end p50 (ms)", func(p *PhaseResult) float64 { return p.E2E.P50 }, "%.2f"},
-	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f"},
-	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f"},
-	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f"},
-	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f"},
-	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f"},
-	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f"},
-	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f"},
-	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f"},
+	{"ingress_per_second", "ingress throughput (202/s)", func(p *PhaseResult) float64 { return p.IngressRate }, "%.0f", false},
+	{"e2e_per_second", "end-to-end throughput (msg/s)", func(p *PhaseResult) float64 { return p.E2ERate }, "%.0f", false},
+	{"ingress_p50_ms", "ingress p50 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P50 }, "%.2f", false},
+	{"ingress_p90_ms", "ingress p90 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P90 }, "%.2f", false},
+	{"ingress_p99_ms", "ingress p99 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P99 }, "%.2f", false},
+	{"ingress_p99_9_ms", "ingress p99.9 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P999 }, "%.2f", false},
+	{"e2e_p50_ms", "end-to-end p50 (ms)", func(p *PhaseResult) float64 { return p.E2E.P50 }, "%.2f", false},
+	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f", false},
+	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f", false},
+	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f", false},
+	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f", false},
+	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f", false},
+	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f", false},
+	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f", false},
+	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f", false},
+	{"nats_rss_peak_mb", "its nats-server's RSS peak (MB)", func(p *PhaseResult) float64 { return p.NATSRSSPeakMB }, "%.1f", true},
+	{"nats_cpu_seconds_per_1000", "its nats-server's CPU s per 1000", func(p *PhaseResult) float64 { return p.NATSCPUPer1000 }, "%.3f", true},
 }
 
 func target(ts []*TargetResult, name string) *TargetResult {
@@ -84,7 +87,7 @@ func ratios(ts []*TargetResult, by string) []PhaseRatios {
 // server, deskrelay ÷ ceiling and, when the relay ran, deskrelay ÷ relay.
 func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\ndeskrelay benchmark %s (git %s%s), %d CPUs (%s), %s\n", r.Date, r.Git, map[bool]string{true: ", dirty"}[r.Dirty], r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion)
-	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.Sync, r.Duration)
+	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, %s NATS, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.NATS, r.Sync, r.Duration)
 	fmt.Fprintf(w, "command: %s\n\n", r.Command)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	var names []string
@@ -111,6 +114,9 @@ func printTable(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(tw, "%-*s%s\n", labelWidth, title, header)
 		for _, f := range figures {
+			if f.optional && allZero(r.Targets, name, f) {
+				continue
+			}
 			row := fmt.Sprintf("  %-*s\t", labelWidth-2, f.label)
 			for _, t := range r.Targets {
 				if p := phaseNamed(t, name); p != nil {
@@ -142,4 +148,13 @@ func ratioCell(rs []PhaseRatios, phase, key string) string {
 		}
 	}
 	return "-"
+}
+
+func allZero(ts []*TargetResult, phase string, f figure) bool {
+	for _, t := range ts {
+		if p := phaseNamed(t, phase); p != nil && f.get(p) != 0 {
+			return false
+		}
+	}
+	return true
 }
