@@ -78,17 +78,7 @@ func TestMappingErrors(t *testing.T) {
 		{"an array body is refused", `[1,2]`, "body must be a JSON object"},
 		{"a broken body is refused", `{"sys_id":`, "body is not valid JSON"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			wh, err := build(t, snowMapping)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = wh.Normalize(t.Context(), nil, []byte(tt.body))
-			var ie *connectors.InputError
-			if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("Normalize(%s) = %v, want input error starting %q", tt.body, err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantInputError(t, snowMapping, tt.body, tt.want) })
 	}
 }
 
@@ -173,17 +163,7 @@ func TestIdentityErrors(t *testing.T) {
 		{"two values", `{"id":"1","title":"x"} {}`, `body holds more than one JSON value`},
 		{"a bad time", `{"id":"1","title":"x","opened_at":"yesterday"}`, `opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not "yesterday"`},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			wh, err := build(t, map[string]any{"mapping": "identity"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = wh.Normalize(t.Context(), nil, []byte(tt.body))
-			var ie *connectors.InputError
-			if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), tt.want) {
-				t.Errorf("Normalize(%s) = %v, want input error starting %q", tt.body, err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantInputError(t, map[string]any{"mapping": "identity"}, tt.body, tt.want) })
 	}
 	t.Run("field names match in any case, as encoding/json does", func(t *testing.T) {
 		wh, err := build(t, map[string]any{"mapping": "identity"})
@@ -195,4 +175,19 @@ func TestIdentityErrors(t *testing.T) {
 			t.Errorf("Normalize = %+v, %v; want id, title and caller email set", tk, err)
 		}
 	})
+}
+
+// wantInputError checks that a source built with opts refuses body with an
+// input error whose message starts with want.
+func wantInputError(t *testing.T, opts map[string]any, body, want string) {
+	t.Helper()
+	wh, err := build(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wh.Normalize(t.Context(), nil, []byte(body))
+	var ie *connectors.InputError
+	if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Normalize(%s) = %v, want input error starting %q", body, err, want)
+	}
 }
