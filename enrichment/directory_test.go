@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -438,6 +439,43 @@ func BenchmarkDirectoryLookup(b *testing.B) {
 					b.Fatalf("Lookup(%+v) = %v, %v, want a hit", bc.caller, ok, err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkDirectoryGC measures a full garbage collection with a directory
+// of 50,000 callers (100,000 keys, one in ten from scores) loaded: the
+// directory's maps and, in the same process as in deskrelay's embedded
+// mode, the KV bucket's per-subject index in the nats-server, which every
+// collection marks. The difference to callers=0 is what they cost; it
+// shows as longer GC mark phases under load (docs/performance.md).
+func BenchmarkDirectoryGC(b *testing.B) {
+	for _, people := range []int{0, 50000} {
+		b.Run(fmt.Sprintf("callers=%d", people), func(b *testing.B) {
+			kv := startKV(b)
+			entries := make([]Entry, people)
+			for i := range entries {
+				entries[i] = Entry{Email: fmt.Sprintf("caller%d@example.com", i), UserID: fmt.Sprintf("u%d", i), Profile: ticket.Doer}
+				if i%10 == 9 {
+					entries[i] = Entry{Email: entries[i].Email, UserID: entries[i].UserID, Competence: ptr(float64(i % 11)), Attitude: ptr(float64(i % 7))}
+				}
+			}
+			if people > 0 {
+				if _, err := Import(context.Background(), kv, entries, "bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			d := NewDirectory(kv, defaultQuadrant(b), zap.NewNop())
+			runDirectory(b, d)
+			if got := d.Len(); got != 2*people {
+				b.Fatalf("directory holds %d keys, want %d", got, 2*people)
+			}
+			runtime.GC()
+			b.ResetTimer()
+			for b.Loop() {
+				runtime.GC()
+			}
+			runtime.KeepAlive(d)
 		})
 	}
 }
