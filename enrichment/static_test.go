@@ -3,6 +3,7 @@ package enrichment
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/deskrelay/deskrelay/ticket"
@@ -47,6 +48,32 @@ func TestStatic(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("Lookup(%+v) = %s, want %s", tt.caller, got, tt.want)
 			}
+		})
+	}
+}
+
+// BenchmarkStaticGC measures a full garbage collection with 50,000
+// callers (100,000 keys) in the maps a Static source and the Directory
+// share, without a KV bucket: the maps' own share of
+// BenchmarkDirectoryGC.
+func BenchmarkStaticGC(b *testing.B) {
+	for _, people := range []int{0, 50000} {
+		b.Run(fmt.Sprintf("callers=%d", people), func(b *testing.B) {
+			entries := make([]Entry, people)
+			for i := range entries {
+				entries[i] = Entry{Email: fmt.Sprintf("caller%d@example.com", i), UserID: fmt.Sprintf("u%d", i), Profile: ticket.Doer}
+				if i%10 == 9 {
+					entries[i] = Entry{Email: entries[i].Email, UserID: entries[i].UserID, Competence: ptr(float64(i % 11)), Attitude: ptr(float64(i % 7))}
+				}
+			}
+			s := NewStatic(entries, defaultQuadrant(b))
+			entries = nil
+			runtime.GC()
+			b.ResetTimer()
+			for b.Loop() {
+				runtime.GC()
+			}
+			runtime.KeepAlive(s)
 		})
 	}
 }
