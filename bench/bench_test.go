@@ -143,6 +143,9 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Fatal("server not listening after 30s")
 			}
 			l := newLoader("http://"+a.http+"/webhooks/generic", "token", "generic", "t", 100, 8, time.Now())
+			// Before the server stops: a connection dialled but never used
+			// holds http.Server.Shutdown for 5 s.
+			t.Cleanup(l.client.CloseIdleConnections)
 			if tt.external && a.nats != natsURL {
 				t.Fatalf("server reports NATS %s, want the external %s", a.nats, natsURL)
 			}

@@ -432,6 +432,7 @@ func run(ctx context.Context, o *options) error {
 				}
 			}()
 			l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
+			defer l.client.CloseIdleConnections() // before srv.stop: an unused connection holds a graceful shutdown 5 s
 			natsURL := srv.NATS
 			if natsSrv != nil {
 				natsURL = natsSrv.NATS
