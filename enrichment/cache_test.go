@@ -194,6 +194,21 @@ func TestChainCache(t *testing.T) {
 			t.Errorf("cache hits = %v, want 2", got)
 		}
 	})
+	t.Run("a Local answer after a slow source's miss is kept", func(t *testing.T) {
+		clk, m := newClock(), NewMetrics(nil)
+		api := &fakeSource{name: "api"}
+		dir := &localSource{fakeSource{name: "directory", p: doerProfile, ok: true}}
+		cache := newTestCache(t, clk, m)
+		c := NewChain(zap.NewNop(), m, time.Second, api, dir).WithCache(cache)
+		for range 3 {
+			if p, err := c.Lookup(t.Context(), caller); err != nil || withoutAt(p) != doerProfile {
+				t.Fatalf("Lookup = %+v, %v; want the directory's %+v", p, err, doerProfile)
+			}
+		}
+		if n := api.calls.Load(); n != 1 {
+			t.Errorf("api asked %d times for 3 lookups, want 1 (the answer cached)", n)
+		}
+	})
 	t.Run("an unknown caller is not kept when only Local sources were asked", func(t *testing.T) {
 		clk, m := newClock(), NewMetrics(nil)
 		dir := &localSource{fakeSource{name: "directory"}}

@@ -259,7 +259,9 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 			if cacheable {
 				c.cache.put(caller, unknown(reason()), at, gen)
 			}
-		case asked && !ticketOnly && !foundBy.local:
+		case asked && !ticketOnly:
+			// A source that is not Local was asked first (it missed): keep
+			// the answer, even a Local one's, so that it is not asked again.
 			c.cache.put(caller, found, at, gen)
 		}
 		return found, at, nil
