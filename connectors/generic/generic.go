@@ -301,7 +301,9 @@ func identity(body []byte) (ticket.Ticket, error) {
 		switch {
 		case errors.As(err, &pe):
 			// Neither decoder says which field held the time.
-			return ticket.Ticket{}, connectors.Inputf("", "opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not %q", pe.Value)
+			return ticket.Ticket{}, connectors.Inputf("", "opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not %q%s", pe.Value, pe.Message)
+		case errors.As(err, &te) && te.Type == reflect.TypeFor[time.Time]():
+			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be an RFC 3339 time string such as 2024-05-13T10:15:42Z, not %s", te.Value)
 		case errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value"):
 			return ticket.Ticket{}, connectors.Inputf("", "body holds more than one JSON value")
 		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):

@@ -162,6 +162,8 @@ func TestIdentityErrors(t *testing.T) {
 		{"an empty body", ``, `body is not valid JSON`},
 		{"two values", `{"id":"1","title":"x"} {}`, `body holds more than one JSON value`},
 		{"a bad time", `{"id":"1","title":"x","opened_at":"yesterday"}`, `opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not "yesterday"`},
+		{"a time out of range says why", `{"id":"1","title":"x","opened_at":"2024-13-01T00:00:00Z"}`, `opened_at and updated_at must be RFC 3339 times such as 2024-05-13T10:15:42Z, not "2024-13-01T00:00:00Z": month out of range`},
+		{"a number where a time belongs", `{"id":"1","title":"x","opened_at":5}`, `opened_at: must be an RFC 3339 time string such as 2024-05-13T10:15:42Z, not number`},
 	} {
 		t.Run(tt.name, func(t *testing.T) { wantInputError(t, map[string]any{"mapping": "identity"}, tt.body, tt.want) })
 	}
