@@ -73,21 +73,20 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string
 		return err
 	}
 	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source}
+	// relayDone yields runRelay's result; it never does without relay.
+	relayDone := make(chan error, 1)
+	stopRelay := func() error { return nil }
 	if relay {
 		cons, err := b.IngestConsumer(ctx, config.Pipeline{})
 		if err != nil {
 			return err
 		}
-		rctx, stop := context.WithCancel(ctx)
-		defer stop()
-		errc := make(chan error, 1)
-		go func() { errc <- runRelay(rctx, b.JetStream(), cons, b.Subject(bus.KindRouted, "l1", "portal")) }()
-		defer func() {
-			stop()
-			if err := <-errc; err != nil {
-				fmt.Fprintf(os.Stderr, "relay: %v\n", err)
-			}
-		}()
+		// The relay stops after the HTTP side, before the connection
+		// drains: its last publishes still get their PubAcks.
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		go func() { relayDone <- runRelay(rctx, b.JetStream(), cons, b.Subject(bus.KindRouted, "l1", "portal")) }()
+		stopRelay = func() error { cancel(); return <-relayDone }
 	}
 
 	mux := http.NewServeMux()
@@ -106,14 +105,22 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		return err
+		return errors.Join(err, stopRelay())
+	case err := <-relayDone: // the relay cannot go on: fail, not measure
+		relayDone <- err
+		_ = hs.Close()
+		return fmt.Errorf("relay: %w", stopRelay())
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return err
+	err = errors.Join(hs.Shutdown(sctx), stopRelay())
+	if derr := nc.Drain(); derr != nil {
+		return errors.Join(err, derr)
 	}
-	return nc.Drain()
+	for !nc.IsClosed() && sctx.Err() == nil { // Drain is asynchronous
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
 }
 
 // serveNATS runs a nats-server with JetStream as deskrelay embeds it
@@ -138,17 +145,45 @@ func serveNATS(ctx context.Context, dir, syncInterval string, ready func(httpAdd
 // deskrelay's pipeline.max_pending_acks default.
 const relayPending = 256
 
-// runRelay moves every ingest message to subject until ctx ends.
+// runRelay moves every ingest message to subject until ctx ends, then
+// waits for the messages it took and returns nil. Like deskrelay's
+// pipeline, it takes a new message iterator after an error reading the
+// consumer (a missed heartbeat, a lost pull request), after a pause of
+// 100ms doubling up to 2s; it returns the error only when the consumer
+// or the connection is gone.
 func runRelay(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string) error {
+	slots := make(chan struct{}, relayPending)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		err := relayIterator(ctx, js, cons, subject, slots, &wg)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "relay: reading the ingest consumer: %v; resuming in %s\n", err, pause)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
+	}
+}
+
+// relayIterator hands the messages of one iterator to publishing
+// goroutines, at most cap(slots) at once, until ctx ends (nil) or the
+// iterator fails (its error).
+func relayIterator(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string, slots chan struct{}, wg *sync.WaitGroup) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(relayPending))
 	if err != nil {
 		return err
 	}
+	defer it.Stop()
 	stopIt := context.AfterFunc(ctx, it.Stop)
 	defer stopIt()
-	slots := make(chan struct{}, relayPending)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		msg, err := it.Next()
 		if err != nil {
