@@ -271,7 +271,14 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 		case errors.As(err, &badInput) && badInput.BadInput():
 			return in.fail(w, label, http.StatusBadRequest, RejectInvalidTicket, "the ticket cannot be encoded: "+err.Error(), "")
 		}
-		in.log.Warn("ticket not stored, answering 503", zap.String("ticket_id", t.ID), zap.String("source", label), zap.Error(err))
+		if r.Context().Err() != nil {
+			// The sender hung up before the store answered: nobody reads
+			// the 503, and the ticket may well be stored (a retry is
+			// deduplicated by its Nats-Msg-Id). Not a store failure.
+			in.log.Debug("sender went away before the ticket store answered", zap.String("ticket_id", t.ID), zap.String("source", label), zap.Error(err))
+		} else {
+			in.log.Warn("ticket not stored, answering 503", zap.String("ticket_id", t.ID), zap.String("source", label), zap.Error(err))
+		}
 		w.Header().Set("Retry-After", in.retryAfter)
 		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")
 	}

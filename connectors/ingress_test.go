@@ -14,7 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
@@ -263,4 +265,45 @@ func TestIngressRefusesWhenFull(t *testing.T) {
 			t.Errorf("POST once the backlog drained = %d, want 202", code)
 		}
 	})
+}
+
+// TestIngressSenderGoneIsNotAStoreFailure checks that a sender hanging up
+// while the store is under way is logged at debug, not as a warning that
+// the store failed: the ticket may well be stored.
+func TestIngressSenderGoneIsNotAStoreFailure(t *testing.T) {
+	cfg := map[string]config.Connector{"generic": {Type: "generic", Auth: config.Auth{Type: "none"}}}
+	built, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	sink := &blockingSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	in := connectors.NewIngress(built.Endpoints, sink, 10*time.Second, 5*time.Second, zap.New(core), connectors.NewMetrics(nil))
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/{source}", in)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/webhooks/generic", strings.NewReader(goodTicket))
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-sink.entered
+	cancel() // the sender hangs up while the store is under way
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("sender went away before the ticket store answered").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no debug line for the sender going away; logs: %v", logs.All())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != 0 {
+		t.Errorf("%d warnings logged for a sender that hung up, want 0: %v", n, logs.FilterLevelExact(zap.WarnLevel).All())
+	}
 }
