@@ -40,8 +40,8 @@ type Directory struct {
 	familiar *Familiar
 
 	mu      sync.RWMutex
-	byID    map[string]ticket.Profile
-	byEmail map[string]ticket.Profile // lower-case email
+	byID    *profileStore
+	byEmail *profileStore // lower-case email
 
 	revMu sync.Mutex
 	rev   uint64        // the last bucket revision applied
@@ -68,8 +68,8 @@ func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger, opts ...Di
 		log:     log.Named("enrichment.directory"),
 		synced:  make(chan struct{}),
 		revCh:   make(chan struct{}),
-		byID:    make(map[string]ticket.Profile),
-		byEmail: make(map[string]ticket.Profile),
+		byID:    newProfileStore(),
+		byEmail: newProfileStore(),
 	}
 	for _, o := range opts {
 		o(d)
@@ -120,7 +120,7 @@ func (d *Directory) Synced() <-chan struct{} { return d.synced }
 func (d *Directory) Len() int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return len(d.byID) + len(d.byEmail)
+	return d.byID.len() + d.byEmail.len()
 }
 
 // Run watches the bucket and keeps the directory up to date until ctx is
@@ -215,7 +215,7 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	}
 	if op := e.Operation(); op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge {
 		d.mu.Lock()
-		delete(m, id)
+		m.delete(id)
 		d.mu.Unlock()
 		d.invalidate(prefix, id)
 		return
@@ -229,9 +229,9 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	}
 	d.mu.Lock()
 	if err != nil {
-		delete(m, id)
+		m.delete(id)
 	} else {
-		m[id] = p
+		m.put(id, p)
 	}
 	d.mu.Unlock()
 	d.invalidate(prefix, id)
@@ -281,7 +281,7 @@ func (d *Directory) Lookup(_ context.Context, c ticket.Caller) (ticket.Profile, 
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if c.ID != "" {
-		if p, ok := d.byID[c.ID]; ok {
+		if p, ok := d.byID.get(c.ID); ok {
 			return p, true, nil
 		}
 	}
@@ -299,23 +299,20 @@ func (d *Directory) Lookup(_ context.Context, c ticket.Caller) (ticket.Profile, 
 func (d *Directory) lookupEmail(email string) (ticket.Profile, bool) {
 	var buf [maxEmailLen]byte
 	if len(email) > len(buf) {
-		p, ok := d.byEmail[strings.ToLower(email)]
-		return p, ok
+		return d.byEmail.get(strings.ToLower(email))
 	}
 	upper := false
 	for i := 0; i < len(email); i++ {
 		c := email[i]
 		if c >= utf8.RuneSelf {
-			p, ok := d.byEmail[strings.ToLower(email)]
-			return p, ok
+			return d.byEmail.get(strings.ToLower(email))
 		}
 		if 'A' <= c && c <= 'Z' {
 			upper = true
 		}
 	}
 	if !upper {
-		p, ok := d.byEmail[email]
-		return p, ok
+		return d.byEmail.get(email)
 	}
 	for i := 0; i < len(email); i++ {
 		c := email[i]
@@ -324,8 +321,11 @@ func (d *Directory) lookupEmail(email string) (ticket.Profile, bool) {
 		}
 		buf[i] = c
 	}
-	p, ok := d.byEmail[string(buf[:len(email)])]
-	return p, ok
+	r, ok := d.byEmail.recs[string(buf[:len(email)])] // no allocation: indexed directly
+	if !ok {
+		return ticket.Profile{}, false
+	}
+	return d.byEmail.profile(r), true
 }
 
 // Local returns true: the directory answers from its in-memory mirror of

@@ -445,9 +445,9 @@ func BenchmarkDirectoryLookup(b *testing.B) {
 
 // BenchmarkDirectoryGC measures a full garbage collection with a directory
 // of 50,000 callers (100,000 keys, one in ten from scores) loaded: the
-// directory's maps and, in the same process as in deskrelay's embedded
-// mode, the KV bucket's per-subject index in the nats-server, which every
-// collection marks. The difference to callers=0 is what they cost; it
+// directory's store (see profileStore) and, in the same process as in
+// deskrelay's embedded mode, the KV bucket's per-subject index in the
+// nats-server, which every collection marks. The difference to callers=0 is what they cost; it
 // shows as longer GC mark phases under load (docs/performance.md).
 func BenchmarkDirectoryGC(b *testing.B) {
 	for _, people := range []int{0, 50000} {
