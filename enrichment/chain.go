@@ -63,9 +63,10 @@ type Timeouter interface {
 
 // Local is implemented by a [Source] that answers from memory without
 // I/O, such as the [Directory]'s mirror of the bucket: the chain asks it
-// without a timeout, before its cache, and does not cache its answers (a
-// second copy would only push the answers of slow sources out of the
-// cache). Local must return the same value for the life of the source.
+// without a timeout and, while no slow source came before it, before its
+// cache and without caching its answers (a second copy would only push
+// the answers of slow sources out of the cache). Local must return the
+// same value for the life of the source.
 type Local interface {
 	Local() bool
 }
@@ -73,9 +74,9 @@ type Local interface {
 // NewChain returns a chain over sources, tried in order. Each source gets
 // at most timeout per lookup (no limit when timeout ≤ 0), or its own
 // timeout when it is a [Timeouter], or none when it is [Local]; a source
-// that fails or times out is
-// logged at warn level and counted in m, and the chain goes on to the
-// next. A nil m counts into unregistered collectors.
+// that fails or times out is logged at warn level and counted in m, and
+// the chain goes on to the next. A nil m counts into unregistered
+// collectors.
 func NewChain(log *zap.Logger, m *Metrics, timeout time.Duration, sources ...Source) *Chain {
 	if m == nil {
 		m = NewMetrics(nil)
