@@ -176,3 +176,33 @@ func TestLoadAgainstCeiling(t *testing.T) {
 		})
 	}
 }
+
+func TestMedians(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	phase := func(name string, rate, cpu float64) PhaseResult {
+		return PhaseResult{Name: name, E2ERate: rate, CPUPer1000: cpu}
+	}
+	var all []*TargetResult
+	for rep, v := range []struct{ d, c float64 }{{100, 200}, {300, 200}, {200, 1000}} {
+		all = append(all,
+			&TargetResult{Name: "deskrelay", Repeat: rep + 1, Phases: []PhaseResult{phase("closed", v.d, 1)}},
+			&TargetResult{Name: "ceiling", Repeat: rep + 1, Phases: []PhaseResult{phase("closed", v.c, 0.5)}})
+	}
+	mt := medianTargets(all)
+	if len(mt) != 2 || mt[0].Name != "deskrelay" || mt[0].Phases[0].E2ERate != 200 || mt[1].Phases[0].E2ERate != 200 {
+		t.Fatalf("medianTargets = %+v, want deskrelay and ceiling, each with the median rate 200", mt)
+	}
+	// Ratios within each repetition: 0.5, 1.5, 0.2 → median 0.5, not
+	// the ratio of the medians (200/200 = 1).
+	mr := medianRatios(all, "ceiling")
+	if len(mr) != 1 || mr[0].Ratios["e2e_per_second"] != 0.5 || mr[0].Ratios["cpu_seconds_per_1000"] != 2 {
+		t.Errorf("medianRatios = %+v, want e2e 0.5 and cpu 2", mr)
+	}
+}

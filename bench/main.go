@@ -64,6 +64,7 @@ type options struct {
 	env                                   string
 	pprofAddr                             string
 	logs                                  bool
+	repeat                                int
 	nats                                  string // "embedded" or "external"
 	natsURL                               string // internal: the ceiling's external server
 	natsDir                               string // internal: run as the NATS server subprocess
@@ -95,6 +96,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.nats, "nats", "embedded", "embedded: each server embeds its nats-server, as deskrelay's quick start does; external: the harness starts a nats-server process (same settings) beside each server, whose RSS and CPU are then reported apart")
 	fs.StringVar(&o.natsURL, "nats-url", "", "internal: with -serve-ceiling, the external NATS server")
 	fs.StringVar(&o.natsDir, "serve-nats", "", "internal: run a nats-server with its store in this directory")
+	fs.IntVar(&o.repeat, "repeat", 1, "run the whole sequence of servers this many times and report the median of each figure and of each ratio (ratios are taken within each repetition)")
 	fs.BoolVar(&o.logs, "logs", false, "keep each server's stderr (deskrelay's log) as <out>/<result>.<server>.log")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
 	fs.BoolVar(&o.relay, "relay", false, "internal: with -serve-ceiling, run the relay")
@@ -117,6 +119,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-max-requests %d: use 1…100000000", o.maxRequests)
 	case o.source != "generic" && o.source != "servicenow":
 		return nil, fmt.Errorf("-source %q: use generic or servicenow", o.source)
+	case o.repeat < 1 || o.repeat > 20:
+		return nil, fmt.Errorf("-repeat %d: use 1…20", o.repeat)
 	case o.nats != "embedded" && o.nats != "external":
 		return nil, fmt.Errorf("-nats %q: use embedded or external", o.nats)
 	}
@@ -218,8 +222,11 @@ type Result struct {
 	// RelayRatios are deskrelay ÷ relay, by phase: what deskrelay's own
 	// work costs on top of the NATS work its architecture needs.
 	RelayRatios []PhaseRatios `json:"relay_ratios,omitempty"`
-	Profiles    []string      `json:"profiles,omitempty"`
-	BodyBytes   int           `json:"body_bytes"` // of the first request
+	// Repeats holds every repetition's servers with -repeat; Targets,
+	// Ratios and RelayRatios are then the medians over them.
+	Repeats   []*TargetResult `json:"repeats,omitempty"`
+	Profiles  []string        `json:"profiles,omitempty"`
+	BodyBytes int             `json:"body_bytes"` // of the first request
 }
 
 // Machine is where the run happened.
@@ -233,7 +240,8 @@ type Machine struct {
 // TargetResult is one server's phases.
 type TargetResult struct {
 	Name         string        `json:"name"`
-	StartSeconds float64       `json:"start_seconds"` // until ready
+	Repeat       int           `json:"repeat,omitempty"` // which repetition (-repeat); 0 in a median
+	StartSeconds float64       `json:"start_seconds"`    // until ready
 	Phases       []PhaseResult `json:"phases"`
 }
 
@@ -324,199 +332,214 @@ func run(ctx context.Context, o *options) error {
 
 	var maxRate float64 // deskrelay's closed-loop end-to-end throughput
 	var seq int64
-	for name := range strings.SplitSeq(o.targets, ",") {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		dir := filepath.Join(tmp, name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		var natsSrv *server // -nats external: the target's own nats-server process
-		if o.nats == "external" {
-			self, err := os.Executable()
-			if err != nil {
+	for rep := 1; rep <= o.repeat; rep++ {
+		for name := range strings.SplitSeq(o.targets, ",") {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "bench: starting nats-server for %s\n", name)
-			nc := exec.Command(self, "-serve-nats", filepath.Join(dir, "nats"), "-sync-interval", o.syncInterval)
-			nc.Env = cleanEnv()
-			if natsSrv, err = startServer(ctx, name+" nats-server", nc, o.startTimeout, nil); err != nil {
+			suffix := "" // of the files and directories of one repetition
+			if o.repeat > 1 {
+				suffix = "." + strconv.Itoa(rep)
+				fmt.Fprintf(os.Stderr, "bench: repetition %d of %d\n", rep, o.repeat)
+			}
+			dir := filepath.Join(tmp, name+suffix)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
-			defer natsSrv.stop() // also stopped right after its target, below
-		}
-		var cmd *exec.Cmd
-		path, stream := "/webhooks/generic", "DESKRELAY_INGEST"
-		switch name {
-		case "deskrelay":
-			bin := o.bin
-			if bin == "" {
-				bin = filepath.Join(tmp, "bin", "deskrelay")
-				fmt.Fprintf(os.Stderr, "bench: building ./cmd/deskrelay\n")
-				build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/deskrelay")
-				build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-				if err := build.Run(); err != nil {
-					return fmt.Errorf("build deskrelay: %w", err)
-				}
-			}
-			cfgPath, err := writeConfig(filepath.Join(root, o.config), dir, token, o.callers, o.source)
-			if err != nil {
-				return err
-			}
-			cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, strings.Fields(o.serveArgs)...)...)
-			cmd.Env = append(cleanEnv(),
-				"DESKRELAY_HTTP_LISTEN=127.0.0.1:0",
-				"DESKRELAY_NATS_EMBEDDED_LISTEN=127.0.0.1:0",
-				"DESKRELAY_NATS_EMBEDDED_SYNC_INTERVAL="+o.syncInterval)
-			if natsSrv != nil {
-				cmd.Env = append(cmd.Env, "DESKRELAY_NATS_URL="+natsSrv.NATS)
-			}
-			for kv := range strings.SplitSeq(o.env, ",") {
-				if kv != "" {
-					cmd.Env = append(cmd.Env, kv)
-				}
-			}
-			stream = "DESKRELAY_ROUTED"
-			if o.source == "servicenow" {
-				path = "/webhooks/snow"
-			}
-		case "ceiling":
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
-			cmd.Env = cleanEnv()
-			if natsSrv != nil {
-				cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
-			}
-		case "relay":
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			cmd = exec.Command(self, "-serve-ceiling", dir, "-relay", "-sync-interval", o.syncInterval, "-source", o.source)
-			cmd.Env = cleanEnv()
-			if natsSrv != nil {
-				cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
-			}
-			stream = "DESKRELAY_ROUTED"
-		}
-		fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
-		started := time.Now()
-		var logTo io.Writer
-		if o.logs {
-			f, err := os.Create(filepath.Join(out, stem+"."+name+".log"))
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			logTo = f
-		}
-		srv, err := startServer(ctx, name, cmd, o.startTimeout, logTo)
-		if err != nil {
-			return err
-		}
-		tr := &TargetResult{Name: name, StartSeconds: time.Since(started).Seconds()}
-		res.Targets = append(res.Targets, tr)
-		err = func() error {
-			defer func() {
-				if err := srv.stop(); err != nil {
-					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-				}
-				if natsSrv != nil {
-					if err := natsSrv.stop(); err != nil {
-						fmt.Fprintf(os.Stderr, "bench: %v\n", err)
-					}
-				}
-			}()
-			l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
-			defer l.client.CloseIdleConnections() // before srv.stop: an unused connection holds a graceful shutdown 5 s
-			natsURL := srv.NATS
-			if natsSrv != nil {
-				natsURL = natsSrv.NATS
-			}
-			stopConsumer, err := l.consume(ctx, natsURL, stream)
-			if err != nil {
-				return err
-			}
-			defer stopConsumer()
-			m := &meter{srv: srv, nats: natsSrv, l: l, drain: o.drain}
-
-			if o.warmup > 0 {
-				fmt.Fprintf(os.Stderr, "bench: %s: warm-up, %s closed loop\n", name, o.warmup)
-				p := newPhase(seq, o.maxRequests)
-				m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.warmup) })
-				seq = p.next.Load()
-			}
-			fmt.Fprintf(os.Stderr, "bench: %s: closed loop, %d senders, %s\n", name, o.senders, o.duration)
-			p := newPhase(seq, o.maxRequests)
-			var profiles []string
-			var wg sync.WaitGroup
-			if o.pprofAddr != "" {
-				addr := o.pprofAddr
-				if name != "deskrelay" {
-					addr = srv.HTTP
-				}
-				secs := max(1, int((o.duration-time.Second)/time.Second))
-				wg.Go(func() {
-					f := filepath.Join(out, stem+"."+name+".cpu.pprof")
-					if err := fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), f); err != nil {
-						fmt.Fprintf(os.Stderr, "bench: cpu profile of %s: %v\n", name, err)
-						return
-					}
-					profiles = append(profiles, f)
-				})
-				defer func() {
-					wg.Wait()
-					for _, kind := range []string{"heap", "allocs"} {
-						f := filepath.Join(out, stem+"."+name+"."+kind+".pprof")
-						if err := fetch(ctx, "http://"+addr+"/debug/pprof/"+kind, f); err != nil {
-							fmt.Fprintf(os.Stderr, "bench: %s profile of %s: %v\n", kind, name, err)
-							continue
-						}
-						profiles = append(profiles, f)
-					}
-					res.Profiles = append(res.Profiles, profiles...)
-				}()
-			}
-			pr := m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.duration) })
-			pr.Name, pr.Senders = "closed", o.senders
-			tr.Phases = append(tr.Phases, pr)
-			seq = p.next.Load()
-			wg.Wait()
-			if name == "deskrelay" || maxRate == 0 {
-				maxRate = pr.E2ERate
-			}
-
-			for _, r := range rates {
-				if err := ctx.Err(); err != nil {
+			var natsSrv *server // -nats external: the target's own nats-server process
+			if o.nats == "external" {
+				self, err := os.Executable()
+				if err != nil {
 					return err
 				}
-				perSec := r.value
-				if r.relative {
-					perSec = r.value * maxRate
+				fmt.Fprintf(os.Stderr, "bench: starting nats-server for %s\n", name)
+				nc := exec.Command(self, "-serve-nats", filepath.Join(dir, "nats"), "-sync-interval", o.syncInterval)
+				nc.Env = cleanEnv()
+				if natsSrv, err = startServer(ctx, name+" nats-server", nc, o.startTimeout, nil); err != nil {
+					return err
 				}
-				if perSec < 1 {
-					return fmt.Errorf("open loop %s: %.2f requests/s is too low", r, perSec)
+				defer natsSrv.stop() // also stopped right after its target, below
+			}
+			var cmd *exec.Cmd
+			path, stream := "/webhooks/generic", "DESKRELAY_INGEST"
+			switch name {
+			case "deskrelay":
+				bin := o.bin
+				if bin == "" {
+					bin = filepath.Join(tmp, "bin", "deskrelay")
+					o.bin = bin // built once for all repetitions
+					fmt.Fprintf(os.Stderr, "bench: building ./cmd/deskrelay\n")
+					build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/deskrelay")
+					build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+					if err := build.Run(); err != nil {
+						return fmt.Errorf("build deskrelay: %w", err)
+					}
 				}
-				n := min(o.maxRequests, int64(perSec*o.duration.Seconds())+1)
-				fmt.Fprintf(os.Stderr, "bench: %s: open loop %s = %.0f requests/s, %s\n", name, r, perSec, o.duration)
-				p := newPhase(seq, n)
-				pr := m.measure(ctx, p, func() { l.openLoop(ctx, p, perSec, o.workers, o.duration) })
-				pr.Name, pr.OfferedRate = "open "+r.String(), perSec
+				cfgPath, err := writeConfig(filepath.Join(root, o.config), dir, token, o.callers, o.source)
+				if err != nil {
+					return err
+				}
+				cmd = exec.Command(bin, append([]string{"serve", "--config", cfgPath}, strings.Fields(o.serveArgs)...)...)
+				cmd.Env = append(cleanEnv(),
+					"DESKRELAY_HTTP_LISTEN=127.0.0.1:0",
+					"DESKRELAY_NATS_EMBEDDED_LISTEN=127.0.0.1:0",
+					"DESKRELAY_NATS_EMBEDDED_SYNC_INTERVAL="+o.syncInterval)
+				if natsSrv != nil {
+					cmd.Env = append(cmd.Env, "DESKRELAY_NATS_URL="+natsSrv.NATS)
+				}
+				for kv := range strings.SplitSeq(o.env, ",") {
+					if kv != "" {
+						cmd.Env = append(cmd.Env, kv)
+					}
+				}
+				stream = "DESKRELAY_ROUTED"
+				if o.source == "servicenow" {
+					path = "/webhooks/snow"
+				}
+			case "ceiling":
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
+				cmd.Env = cleanEnv()
+				if natsSrv != nil {
+					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
+				}
+			case "relay":
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cmd = exec.Command(self, "-serve-ceiling", dir, "-relay", "-sync-interval", o.syncInterval, "-source", o.source)
+				cmd.Env = cleanEnv()
+				if natsSrv != nil {
+					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
+				}
+				stream = "DESKRELAY_ROUTED"
+			}
+			fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
+			started := time.Now()
+			var logTo io.Writer
+			if o.logs {
+				f, err := os.Create(filepath.Join(out, stem+"."+name+suffix+".log"))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				logTo = f
+			}
+			srv, err := startServer(ctx, name, cmd, o.startTimeout, logTo)
+			if err != nil {
+				return err
+			}
+			tr := &TargetResult{Name: name, Repeat: rep, StartSeconds: time.Since(started).Seconds()}
+			res.Targets = append(res.Targets, tr)
+			err = func() error {
+				defer func() {
+					if err := srv.stop(); err != nil {
+						fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+					}
+					if natsSrv != nil {
+						if err := natsSrv.stop(); err != nil {
+							fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+						}
+					}
+				}()
+				l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
+				defer l.client.CloseIdleConnections() // before srv.stop: an unused connection holds a graceful shutdown 5 s
+				natsURL := srv.NATS
+				if natsSrv != nil {
+					natsURL = natsSrv.NATS
+				}
+				stopConsumer, err := l.consume(ctx, natsURL, stream)
+				if err != nil {
+					return err
+				}
+				defer stopConsumer()
+				m := &meter{srv: srv, nats: natsSrv, l: l, drain: o.drain}
+
+				if o.warmup > 0 {
+					fmt.Fprintf(os.Stderr, "bench: %s: warm-up, %s closed loop\n", name, o.warmup)
+					p := newPhase(seq, o.maxRequests)
+					m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.warmup) })
+					seq = p.next.Load()
+				}
+				fmt.Fprintf(os.Stderr, "bench: %s: closed loop, %d senders, %s\n", name, o.senders, o.duration)
+				p := newPhase(seq, o.maxRequests)
+				var profiles []string
+				var wg sync.WaitGroup
+				if o.pprofAddr != "" {
+					addr := o.pprofAddr
+					if name != "deskrelay" {
+						addr = srv.HTTP
+					}
+					secs := max(1, int((o.duration-time.Second)/time.Second))
+					wg.Go(func() {
+						f := filepath.Join(out, stem+"."+name+suffix+".cpu.pprof")
+						if err := fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), f); err != nil {
+							fmt.Fprintf(os.Stderr, "bench: cpu profile of %s: %v\n", name, err)
+							return
+						}
+						profiles = append(profiles, f)
+					})
+					defer func() {
+						wg.Wait()
+						for _, kind := range []string{"heap", "allocs"} {
+							f := filepath.Join(out, stem+"."+name+suffix+"."+kind+".pprof")
+							if err := fetch(ctx, "http://"+addr+"/debug/pprof/"+kind, f); err != nil {
+								fmt.Fprintf(os.Stderr, "bench: %s profile of %s: %v\n", kind, name, err)
+								continue
+							}
+							profiles = append(profiles, f)
+						}
+						res.Profiles = append(res.Profiles, profiles...)
+					}()
+				}
+				pr := m.measure(ctx, p, func() { l.closedLoop(ctx, p, o.senders, o.duration) })
+				pr.Name, pr.Senders = "closed", o.senders
 				tr.Phases = append(tr.Phases, pr)
 				seq = p.next.Load()
+				wg.Wait()
+				if name == "deskrelay" || maxRate == 0 {
+					maxRate = pr.E2ERate
+				}
+
+				for _, r := range rates {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					perSec := r.value
+					if r.relative {
+						perSec = r.value * maxRate
+					}
+					if perSec < 1 {
+						return fmt.Errorf("open loop %s: %.2f requests/s is too low", r, perSec)
+					}
+					n := min(o.maxRequests, int64(perSec*o.duration.Seconds())+1)
+					fmt.Fprintf(os.Stderr, "bench: %s: open loop %s = %.0f requests/s, %s\n", name, r, perSec, o.duration)
+					p := newPhase(seq, n)
+					pr := m.measure(ctx, p, func() { l.openLoop(ctx, p, perSec, o.workers, o.duration) })
+					pr.Name, pr.OfferedRate = "open "+r.String(), perSec
+					tr.Phases = append(tr.Phases, pr)
+					seq = p.next.Load()
+				}
+				return nil
+			}()
+			if err != nil {
+				return err
 			}
-			return nil
-		}()
-		if err != nil {
-			return err
 		}
 	}
-	res.Ratios = ratios(res.Targets, "ceiling")
-	res.RelayRatios = ratios(res.Targets, "relay")
+	if o.repeat > 1 {
+		res.Repeats = res.Targets
+		res.Targets = medianTargets(res.Repeats)
+		res.Ratios = medianRatios(res.Repeats, "ceiling")
+		res.RelayRatios = medianRatios(res.Repeats, "relay")
+	} else {
+		res.Ratios = ratios(res.Targets, "ceiling")
+		res.RelayRatios = ratios(res.Targets, "relay")
+	}
 	printTable(os.Stdout, res)
 	f := filepath.Join(out, stem+".json")
 	b, err := json.MarshalIndent(res, "", "  ")

@@ -88,7 +88,11 @@ func ratios(ts []*TargetResult, by string) []PhaseRatios {
 func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\ndeskrelay benchmark %s (git %s%s), %d CPUs (%s), %s\n", r.Date, r.Git, map[bool]string{true: ", dirty"}[r.Dirty], r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion)
 	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, %s NATS, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.NATS, r.Sync, r.Duration)
-	fmt.Fprintf(w, "command: %s\n\n", r.Command)
+	fmt.Fprintf(w, "command: %s\n", r.Command)
+	if n := len(byRepeat(r.Repeats)); n > 1 {
+		fmt.Fprintf(w, "every figure and ratio: the median of %d repetitions (each ratio taken within its repetition)\n", n)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	var names []string
 	for _, t := range r.Targets {
