@@ -210,3 +210,49 @@ func joinNames[T ~string](names []T) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// MappableFields are the fields a connector's mapping may set, by their
+// JSON names ("caller.email" for a caller's): every field but source,
+// which is the configured connector's name, and raw.
+var MappableFields = []string{
+	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
+	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
+	"assignment_group", "assigned_to", "configuration_item", "opened_at", "updated_at", "version", "tags",
+}
+
+// TextField returns the plain text field of t named by its JSON name (one
+// of [MappableFields]), or nil for a field that needs parsing (channel,
+// impact, urgency, priority, the times, tags) or an unknown name.
+func (t *Ticket) TextField(name string) *string {
+	switch name {
+	case "id":
+		return &t.ID
+	case "number":
+		return &t.Number
+	case "title":
+		return &t.Title
+	case "description":
+		return &t.Description
+	case "caller.id":
+		return &t.Caller.ID
+	case "caller.email":
+		return &t.Caller.Email
+	case "caller.name":
+		return &t.Caller.Name
+	case "category":
+		return &t.Category
+	case "subcategory":
+		return &t.Subcategory
+	case "state":
+		return &t.State
+	case "assignment_group":
+		return &t.AssignmentGroup
+	case "assigned_to":
+		return &t.AssignedTo
+	case "configuration_item":
+		return &t.ConfigurationItem
+	case "version":
+		return &t.Version
+	}
+	return nil
+}

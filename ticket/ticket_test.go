@@ -130,3 +130,43 @@ func TestRoutedContract(t *testing.T) {
 		t.Errorf("the routed message changed without a schema version bump: bump RoutedSchema (and document the change), then go test ./ticket -update\n--- %s\n%s\n--- now\n%s", path, want, got)
 	}
 }
+
+// TestTextField checks that every mappable field is either a text field
+// that TextField reaches, or one of the few that need parsing, and that
+// the pointer is the field of that JSON name.
+func TestTextField(t *testing.T) {
+	parsed := map[string]bool{"channel": true, "impact": true, "urgency": true, "priority": true, "opened_at": true, "updated_at": true, "tags": true}
+	for _, name := range MappableFields {
+		var tk Ticket
+		f := tk.TextField(name)
+		if parsed[name] {
+			if f != nil {
+				t.Errorf("TextField(%q) = a text field, want nil (it needs parsing)", name)
+			}
+			continue
+		}
+		if f == nil {
+			t.Errorf("TextField(%q) = nil, want its field", name)
+			continue
+		}
+		*f = "x"
+		b, err := json.Marshal(&tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		var got any = m[name]
+		if k, sub, ok := strings.Cut(name, "."); ok {
+			got = m[k].(map[string]any)[sub]
+		}
+		if got != "x" {
+			t.Errorf("TextField(%q) set a field that encodes as %s", name, b)
+		}
+	}
+	if (&Ticket{}).TextField("source") != nil || (&Ticket{}).TextField("nope") != nil {
+		t.Error("TextField of source or an unknown name is not nil")
+	}
+}

@@ -40,13 +40,6 @@ func init() {
 	})
 }
 
-// Fields are the ticket fields a mapping may set, by their JSON names.
-var Fields = []string{
-	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
-	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "assigned_to", "configuration_item", "opened_at", "updated_at", "version", "tags",
-}
-
 // coded are the fields whose values may be translated by a values table.
 var coded = []string{"channel", "impact", "urgency", "priority", "state", "category"}
 
@@ -86,8 +79,8 @@ func newWebhook(src connectors.Source) (connectors.Webhook, error) {
 			path := src.Path("mapping." + field)
 			ps, ok := p.(string)
 			switch {
-			case !slices.Contains(Fields, field):
-				errs = append(errs, config.Errorf(path, "unknown ticket field %q; fields are %s", field, strings.Join(Fields, ", ")))
+			case !slices.Contains(ticket.MappableFields, field):
+				errs = append(errs, config.Errorf(path, "unknown ticket field %q; fields are %s", field, strings.Join(ticket.MappableFields, ", ")))
 			case !ok || ps == "":
 				errs = append(errs, config.Errorf(path, "must be a payload path such as \"sys_id\" or \"issue.fields.summary\""))
 			default:
@@ -189,48 +182,24 @@ func (w *webhook) set(t *ticket.Ticket, field string, res gjson.Result) error {
 	}
 	var err error
 	switch field {
-	case "id":
-		t.ID = s
-	case "number":
-		t.Number = s
-	case "title":
-		t.Title = s
-	case "description":
-		t.Description = s
-	case "caller.id":
-		t.Caller.ID = s
-	case "caller.email":
-		t.Caller.Email = s
-	case "caller.name":
-		t.Caller.Name = s
 	case "channel":
 		t.Channel, err = ticket.ParseChannel(s)
-	case "category":
-		t.Category = s
-	case "subcategory":
-		t.Subcategory = s
 	case "impact":
 		t.Impact, err = code(s)
 	case "urgency":
 		t.Urgency, err = code(s)
 	case "priority":
 		t.Priority, err = code(s)
-	case "state":
-		t.State = s
-	case "assignment_group":
-		t.AssignmentGroup = s
-	case "assigned_to":
-		t.AssignedTo = s
-	case "configuration_item":
-		t.ConfigurationItem = s
 	case "opened_at":
 		t.OpenedAt, err = w.parseTime(res)
 	case "updated_at":
 		t.UpdatedAt, err = w.parseTime(res)
-	case "version":
-		t.Version = s
 	case "tags":
 		t.Tags = tags(res)
+	default:
+		if f := t.TextField(field); f != nil {
+			*f = s
+		}
 	}
 	return err
 }

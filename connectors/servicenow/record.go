@@ -19,14 +19,6 @@ import (
 // precision (Table API docs; see testdata/SOURCES.md).
 const TimeLayout = "2006-01-02 15:04:05"
 
-// Fields are the ticket fields the fields option may map, by their JSON
-// names.
-var Fields = []string{
-	"id", "number", "title", "description", "caller.id", "caller.email", "caller.name",
-	"channel", "category", "subcategory", "impact", "urgency", "priority", "state",
-	"assignment_group", "assigned_to", "configuration_item", "opened_at", "updated_at", "version", "tags",
-}
-
 // defaultFields maps each ticket field to the record fields it is read
 // from, first present non-empty value wins. The names are the Table API's
 // (task and incident tables); "x.y" is a dot-walked field, which the Table
@@ -111,8 +103,8 @@ func newMapper(src connectors.Source, table string, fields map[string]any, codes
 	flatten("", fields, flat)
 	for _, field := range sortedKeys(flat) {
 		key := "fields." + field
-		if !slices.Contains(Fields, field) {
-			bad(key, "unknown ticket field %q; fields are %s", field, strings.Join(Fields, ", "))
+		if !slices.Contains(ticket.MappableFields, field) {
+			bad(key, "unknown ticket field %q; fields are %s", field, strings.Join(ticket.MappableFields, ", "))
 			continue
 		}
 		var paths []string
@@ -283,7 +275,7 @@ func (m *mapper) ticket(rec gjson.Result) (ticket.Ticket, error) {
 		return ticket.Ticket{}, connectors.Inputf("", "a record must be a JSON object")
 	}
 	var t ticket.Ticket
-	for _, field := range Fields {
+	for _, field := range ticket.MappableFields {
 		s, path, err := m.get(rec, field)
 		if err != nil {
 			return ticket.Ticket{}, connectors.Inputf(field, "record field %q %v", path, err)
@@ -312,26 +304,8 @@ func (m *mapper) ticket(rec gjson.Result) (ticket.Ticket, error) {
 func (m *mapper) set(t *ticket.Ticket, field, s string) error {
 	var err error
 	switch field {
-	case "id":
-		t.ID = s
-	case "number":
-		t.Number = s
-	case "title":
-		t.Title = s
-	case "description":
-		t.Description = s
-	case "caller.id":
-		t.Caller.ID = s
-	case "caller.email":
-		t.Caller.Email = s
-	case "caller.name":
-		t.Caller.Name = s
 	case "channel":
 		t.Channel = ticket.Channel(m.code("channel", s, string(ticket.ChannelOther)))
-	case "category":
-		t.Category = s
-	case "subcategory":
-		t.Subcategory = s
 	case "impact":
 		t.Impact, _ = strconv.Atoi(m.code("impact", s, "0"))
 	case "urgency":
@@ -340,23 +314,19 @@ func (m *mapper) set(t *ticket.Ticket, field, s string) error {
 		t.Priority, _ = strconv.Atoi(m.code("priority", s, "0"))
 	case "state":
 		t.State = m.code("state", s, s)
-	case "assignment_group":
-		t.AssignmentGroup = s
-	case "assigned_to":
-		t.AssignedTo = s
-	case "configuration_item":
-		t.ConfigurationItem = s
 	case "opened_at":
 		t.OpenedAt, err = parseTime(s)
 	case "updated_at":
 		t.UpdatedAt, err = parseTime(s)
-	case "version":
-		t.Version = s
 	case "tags":
 		for tag := range strings.SplitSeq(s, ",") {
 			if tag = strings.TrimSpace(tag); tag != "" {
 				t.Tags = append(t.Tags, tag)
 			}
+		}
+	default:
+		if f := t.TextField(field); f != nil {
+			*f = s
 		}
 	}
 	return err
