@@ -192,7 +192,7 @@ func (r *PollRunner) Run(ctx context.Context) error {
 	}
 	sleep := r.Sleep
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = Sleep
 	}
 	m := r.Metrics
 	for _, k := range []string{"auth", "rate_limited", "vendor", "network", "store"} {
@@ -377,7 +377,9 @@ func nextBackoff(prev, limit time.Duration) time.Duration {
 	return d + jitter
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx is done (its error). It is the real clock
+// of a [PollRunner] and of pollers that pace their own requests.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -89,7 +89,7 @@ func newPoller(src connectors.Source) (connectors.Poller, error) {
 	pl := &poller{
 		api: api, codes: c, start: p.Start, perPage: p.PageSize,
 		includeDeleted: o.IncludeDeleted, sideload: o.SideloadUsers,
-		log: logger(src), now: time.Now, wait: wait,
+		log: logger(src), now: time.Now, wait: connectors.Sleep,
 	}
 	if o.RequestsPerMinute > 0 {
 		pl.gap = time.Minute / time.Duration(o.RequestsPerMinute)
@@ -359,21 +359,6 @@ func truncate(b []byte) string {
 		return string(b[:64]) + "…"
 	}
 	return string(b)
-}
-
-// wait blocks for d or until ctx is done.
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // check makes one authenticated read for `deskrelay connectors check`:

@@ -139,7 +139,7 @@ func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
 		s.mu.Unlock()
 		return ctx.Err()
 	}
-	return wait(ctx, d)
+	return connectors.Sleep(ctx, d)
 }
 
 func (s *sleeps) long() []time.Duration {
