@@ -20,6 +20,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // testAPIKey is the API key the fake accepts as Basic user name.
@@ -250,9 +251,9 @@ func serveFixture(t testing.TB, w http.ResponseWriter, headers, body string) {
 	t.Helper()
 	var b []byte
 	if body != "" {
-		b = readFile(t, body)
+		b = fixture.Read(t, "testdata", body)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(readFile(t, headers)), bytes.NewReader(b))), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(fixture.Read(t, "testdata", headers)), bytes.NewReader(b))), nil)
 	if err != nil {
 		t.Errorf("fixture %s: %v", headers, err)
 		return

@@ -12,16 +12,17 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // FuzzNormalize: any body either becomes a valid ticket with a numeric id
 // and the body as Raw, or an input error; never a panic or another error.
 func FuzzNormalize(f *testing.F) {
 	for _, name := range []string{"webhook_workflow_automator.json", "webhook_numeric_codes.json", "webhook_workflow_automator_template.json"} {
-		f.Add(readFile(f, name))
+		f.Add(fixture.Read(f, "testdata", name))
 	}
 	for _, page := range []string{"tickets_list_page1.json", "tickets_list_page2.json"} {
-		for _, rec := range gjson.GetBytes(readFile(f, page), "tickets").Array() {
+		for _, rec := range gjson.GetBytes(fixture.Read(f, "testdata", page), "tickets").Array() {
 			f.Add([]byte(rec.Raw))
 		}
 	}
@@ -53,7 +54,7 @@ func FuzzNormalize(f *testing.F) {
 // a request only with the exact bearer token, or an HMAC that matches the
 // body; a body changed after signing is always refused.
 func FuzzWebhookAuth(f *testing.F) {
-	body := readFile(f, "webhook_workflow_automator.json")
+	body := fixture.Read(f, "testdata", "webhook_workflow_automator.json")
 	token := readRequestHeaders(f, "webhook_workflow_automator.headers").Get("X-Deskrelay-Token")
 	bearer, err := connectors.NewAuth("a", config.Auth{Type: "bearer", Token: config.NewSecret(token)})
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"flag"
 	"net/http"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/internal/golden"
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -29,19 +28,10 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	golden.Check(t, name, got, *update)
 }
 
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // readRequestHeaders parses a request .headers fixture.
 func readRequestHeaders(t testing.TB, name string) http.Header {
 	t.Helper()
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(readFile(t, name)))).ReadMIMEHeader()
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(fixture.Read(t, "testdata", name)))).ReadMIMEHeader()
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -80,7 +70,7 @@ func testWebhook(t testing.TB, opts map[string]any) *webhook {
 func TestNormalizeWebhookFixtures(t *testing.T) {
 	for _, name := range []string{"webhook_workflow_automator", "webhook_numeric_codes"} {
 		t.Run(name, func(t *testing.T) {
-			body := readFile(t, name+".json")
+			body := fixture.Read(t, "testdata", name+".json")
 			tk, err := testWebhook(t, nil).Normalize(t.Context(), nil, body)
 			if err != nil {
 				t.Fatalf("Normalize: %v", err)
@@ -96,7 +86,7 @@ func TestNormalizeWebhookFixtures(t *testing.T) {
 func TestNormalizeListFixtures(t *testing.T) {
 	tb := defaultTables()
 	for _, page := range []string{"tickets_list_page1", "tickets_list_page2"} {
-		body := readFile(t, page+".json")
+		body := fixture.Read(t, "testdata", page+".json")
 		for _, rec := range gjson.GetBytes(body, "tickets").Array() {
 			name := page + "_" + rec.Get("id").Raw
 			t.Run(name, func(t *testing.T) {
@@ -113,11 +103,11 @@ func TestNormalizeListFixtures(t *testing.T) {
 // The same ticket reaches deskrelay by webhook and by polling: both must
 // carry one id, so that the profile, the routing and the dedup agree.
 func TestWebhookAndPollAgreeOnTicket203(t *testing.T) {
-	wh, err := testWebhook(t, nil).Normalize(t.Context(), nil, readFile(t, "webhook_workflow_automator.json"))
+	wh, err := testWebhook(t, nil).Normalize(t.Context(), nil, fixture.Read(t, "testdata", "webhook_workflow_automator.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := gjson.GetBytes(readFile(t, "tickets_list_page2.json"), "tickets.0")
+	rec := gjson.GetBytes(fixture.Read(t, "testdata", "tickets_list_page2.json"), "tickets.0")
 	polled, err := defaultTables().decodeRecord(rec, []byte(rec.Raw))
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +267,7 @@ func TestConfigErrors(t *testing.T) {
 // Freshservice does not sign webhooks: the configured auth block checks
 // the request over the raw bytes, before Normalize parses them.
 func TestWebhookAuth(t *testing.T) {
-	body := readFile(t, "webhook_workflow_automator.json")
+	body := fixture.Read(t, "testdata", "webhook_workflow_automator.json")
 	fixture := readRequestHeaders(t, "webhook_workflow_automator.headers")
 	token := fixture.Get("X-Deskrelay-Token")
 	bearer, err := connectors.NewAuth("connectors.fs.auth", config.Auth{Type: "bearer", Token: config.NewSecret(token)})

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 func TestADFFixture(t *testing.T) {
-	text, err := richText(readFile(t, "description_adf.json"))
+	text, err := richText(fixture.Read(t, "testdata", "description_adf.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // fakeJira is a Jira Cloud search endpoint that behaves as SOURCES.md
@@ -138,7 +139,7 @@ func (f *fakeJira) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m == nil || m[1] != "project = ITS" {
 		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 		w.WriteHeader(http.StatusBadRequest)
-		w.Write(readFile(f.t, "error_400_jql.json"))
+		w.Write(fixture.Read(f.t, "testdata", "error_400_jql.json"))
 		return
 	}
 	since, err := time.ParseInLocation("2006-01-02 15:04", m[2], f.loc)

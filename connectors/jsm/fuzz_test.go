@@ -8,13 +8,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 func FuzzNormalize(f *testing.F) {
 	for _, name := range []string{"webhook_issue_created.json", "webhook_issue_updated.json"} {
-		f.Add(readFile(f, name))
+		f.Add(fixture.Read(f, "testdata", name))
 	}
-	f.Add([]byte(`{"issue":{"id":"1","fields":{"summary":"x","description":` + string(readFile(f, "description_adf.json")) + `}}}`))
+	f.Add([]byte(`{"issue":{"id":"1","fields":{"summary":"x","description":` + string(fixture.Read(f, "testdata", "description_adf.json")) + `}}}`))
 	f.Add([]byte(`{"webhookEvent":"jira:issue_deleted","timestamp":1715595342489,"issue":{"id":1,"fields":{"summary":"x"}}}`))
 	f.Add([]byte(`{"issue":{"id":"1","fields":{"summary":"x","customfield_10004":[{"value":"Minor / Localized"}]}},"comment":{"body":"hi"}}`))
 	wh := buildWebhook(f, siteOptions())
@@ -39,8 +40,8 @@ func FuzzNormalize(f *testing.F) {
 }
 
 func FuzzVerify(f *testing.F) {
-	body := readFile(f, "webhook_issue_created.json")
-	sig := requestHeaders(f, "webhook_issue_created.headers").Get(HeaderSignature)
+	body := fixture.Read(f, "testdata", "webhook_issue_created.json")
+	sig := fixture.Header(f, "testdata", "webhook_issue_created.headers").Get(HeaderSignature)
 	f.Add(body, sig)
 	f.Add(body, "sha256=")
 	f.Add([]byte("{}"), "SHA256="+sig[len("sha256="):])
@@ -83,7 +84,7 @@ func equalFoldASCII(a, b string) bool {
 }
 
 func FuzzRichText(f *testing.F) {
-	f.Add(readFile(f, "description_adf.json"))
+	f.Add(fixture.Read(f, "testdata", "description_adf.json"))
 	f.Add([]byte(`"wiki *markup*"`))
 	f.Add([]byte(`{"type":"doc","content":[{"type":"orderedList","attrs":{"order":-5},"content":[{"type":"listItem"}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

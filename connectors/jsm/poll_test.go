@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -66,7 +67,7 @@ func TestPollFixturePages(t *testing.T) {
 		if r.URL.Query().Get("nextPageToken") == "Ch0jU3RyaW5nJlNVMU0mcHJvamVjdCA9IElUUxACGAY=" {
 			name = "search_jql_page2.json"
 		}
-		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(readFile(t, "search_jql.headers")), bytes.NewReader(readFile(t, name)))), r)
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(fixture.Read(t, "testdata", "search_jql.headers")), bytes.NewReader(fixture.Read(t, "testdata", name)))), r)
 		if err != nil {
 			t.Error(err)
 			return
@@ -387,7 +388,7 @@ func TestPollVendorAnswers(t *testing.T) {
 }
 
 func TestRateLimitReset(t *testing.T) {
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(readFile(t, "rate_limited_429.headers"))), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(fixture.Read(t, "testdata", "rate_limited_429.headers"))), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package jsm
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,9 +8,6 @@ import (
 	"flag"
 	"net/http"
 	"net/http/httptest"
-	"net/textproto"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/internal/golden"
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -60,25 +57,6 @@ func buildWebhook(t testing.TB, opts map[string]any) *webhook {
 	return wh.(*webhook)
 }
 
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// requestHeaders parses a fixture's request .headers file.
-func requestHeaders(t testing.TB, name string) http.Header {
-	t.Helper()
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(readFile(t, name)))).ReadMIMEHeader()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return http.Header(h)
-}
-
 // signatureVector is the part of a .signature.json the tests use.
 type signatureVector struct {
 	Secret   string            `json:"secret"`
@@ -107,14 +85,14 @@ func TestVerifyFixtureSignatures(t *testing.T) {
 	wh := buildWebhook(t, siteOptions())
 	for _, name := range []string{"webhook_issue_created", "webhook_issue_updated"} {
 		var vec signatureVector
-		if err := json.Unmarshal(readFile(t, name+".signature.json"), &vec); err != nil {
+		if err := json.Unmarshal(fixture.Read(t, "testdata", name+".signature.json"), &vec); err != nil {
 			t.Fatal(err)
 		}
 		if vec.Secret != fixtureSecret {
 			t.Fatalf("%s: secret %q, want %q", name, vec.Secret, fixtureSecret)
 		}
-		body := readFile(t, vec.BodyFile)
-		hdr := requestHeaders(t, name+".headers")
+		body := fixture.Read(t, "testdata", vec.BodyFile)
+		hdr := fixture.Header(t, "testdata", name+".headers")
 		if got, want := hdr.Get(HeaderSignature), vec.Expected[HeaderSignature]; got != want {
 			t.Fatalf("%s: .headers has %s %q, .signature.json %q", name, HeaderSignature, got, want)
 		}
@@ -161,7 +139,7 @@ func TestVerifyFixtureSignatures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = w.(*webhook).Verify(requestHeaders(t, "webhook_issue_created.headers"), readFile(t, "webhook_issue_created.json"))
+		err = w.(*webhook).Verify(fixture.Header(t, "testdata", "webhook_issue_created.headers"), fixture.Read(t, "testdata", "webhook_issue_created.json"))
 		if !errors.Is(err, connectors.ErrUnauthorized) {
 			t.Errorf("Verify = %v, want ErrUnauthorized", err)
 		}
@@ -169,12 +147,12 @@ func TestVerifyFixtureSignatures(t *testing.T) {
 }
 
 func TestSignMatchesVerify(t *testing.T) {
-	body := readFile(t, "webhook_issue_updated.json")
+	body := fixture.Read(t, "testdata", "webhook_issue_updated.json")
 	h, err := sign(source(t, nil, hmacAuth()), body, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := h.Get(HeaderSignature), requestHeaders(t, "webhook_issue_updated.headers").Get(HeaderSignature); got != want {
+	if got, want := h.Get(HeaderSignature), fixture.Header(t, "testdata", "webhook_issue_updated.headers").Get(HeaderSignature); got != want {
 		t.Errorf("sign = %q, want the fixture's %q", got, want)
 	}
 	bearer := config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}
@@ -195,8 +173,8 @@ func TestNormalizeFixtures(t *testing.T) {
 	wh := buildWebhook(t, siteOptions())
 	for _, name := range []string{"webhook_issue_created", "webhook_issue_updated"} {
 		t.Run(name, func(t *testing.T) {
-			body := readFile(t, name+".json")
-			tk, err := wh.Normalize(t.Context(), requestHeaders(t, name+".headers"), body)
+			body := fixture.Read(t, "testdata", name+".json")
+			tk, err := wh.Normalize(t.Context(), fixture.Header(t, "testdata", name+".headers"), body)
 			if err != nil {
 				t.Fatalf("Normalize: %v", err)
 			}
@@ -216,7 +194,7 @@ func TestNormalizeFixtures(t *testing.T) {
 // cannot hide a wrong mapping.
 func TestNormalizeFixtureFacts(t *testing.T) {
 	wh := buildWebhook(t, siteOptions())
-	tk, err := wh.Normalize(t.Context(), nil, readFile(t, "webhook_issue_updated.json"))
+	tk, err := wh.Normalize(t.Context(), nil, fixture.Read(t, "testdata", "webhook_issue_updated.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +222,7 @@ func TestNormalizeFixtureFacts(t *testing.T) {
 
 func TestNormalizeVariants(t *testing.T) {
 	wh := buildWebhook(t, siteOptions())
-	base := readFile(t, "webhook_issue_created.json")
+	base := fixture.Read(t, "testdata", "webhook_issue_created.json")
 	// edit returns the created fixture with fn applied to its decoded form.
 	edit := func(fn func(env, fields map[string]any)) []byte {
 		var env map[string]any
@@ -259,7 +237,7 @@ func TestNormalizeVariants(t *testing.T) {
 		return b
 	}
 	var adf map[string]any
-	if err := json.Unmarshal(readFile(t, "description_adf.json"), &adf); err != nil {
+	if err := json.Unmarshal(fixture.Read(t, "testdata", "description_adf.json"), &adf); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -498,7 +476,7 @@ func TestIngressWithFixtures(t *testing.T) {
 		return resp.StatusCode
 	}
 	for _, name := range []string{"webhook_issue_created", "webhook_issue_updated"} {
-		body, h := readFile(t, name+".json"), requestHeaders(t, name+".headers")
+		body, h := fixture.Read(t, "testdata", name+".json"), fixture.Header(t, "testdata", name+".headers")
 		if code := post(body, h); code != http.StatusAccepted {
 			t.Errorf("POST %s = %d, want 202", name, code)
 		}

@@ -3,12 +3,14 @@ package zendesk
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 func BenchmarkNormalize(b *testing.B) {
 	w := newTestWebhook(b, source(b, nil), fixtureTime)
 	for _, fx := range []string{"webhook_ticket_created_event", "webhook_trigger_ticket"} {
-		body := readFile(b, fx+".json")
+		body := fixture.Read(b, "testdata", fx+".json")
 		b.Run(fx, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -20,7 +22,7 @@ func BenchmarkNormalize(b *testing.B) {
 	}
 	b.Run("export_ticket", func(b *testing.B) {
 		var page exportPage
-		if err := json.Unmarshal(readFile(b, "incremental_tickets_cursor_page1.json"), &page); err != nil {
+		if err := json.Unmarshal(fixture.Read(b, "testdata", "incremental_tickets_cursor_page1.json"), &page); err != nil {
 			b.Fatal(err)
 		}
 		p := &poller{codes: w.codes}
@@ -35,8 +37,8 @@ func BenchmarkNormalize(b *testing.B) {
 
 func BenchmarkVerify(b *testing.B) {
 	sig := readSignature(b, "webhook_ticket_created_event.signature.json")
-	body := readFile(b, sig.BodyFile)
-	h := requestHeaders(b, "webhook_ticket_created_event.headers")
+	body := fixture.Read(b, "testdata", sig.BodyFile)
+	h := fixture.Header(b, "testdata", "webhook_ticket_created_event.headers")
 	w := newTestWebhook(b, source(b, nil), fixtureTime)
 	b.ReportAllocs()
 	for b.Loop() {

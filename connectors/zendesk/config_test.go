@@ -7,6 +7,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // TestConfigFiles loads whole config files the way `deskrelay validate`
@@ -16,7 +17,7 @@ func TestConfigFiles(t *testing.T) {
 	t.Setenv("ZENDESK_API_TOKEN", fakeToken)
 	for _, name := range []string{"conf.good.yml", "conf.bad-options.yml"} {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := config.Parse("testdata/"+name, readFile(t, name))
+			cfg, err := config.Parse("testdata/"+name, fixture.Read(t, "testdata", name))
 			if cfg == nil {
 				t.Fatalf("Parse: %v", err)
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // Credentials the fake accepts: Zendesk's API token form of basic auth,
@@ -231,7 +232,7 @@ func genRecords(n, sameSecond int, base time.Time) []fakeRecord {
 // serveFixture writes a fixture response: the .headers file (status line
 // and headers) and the body file.
 func serveFixture(t testing.TB, w http.ResponseWriter, headers, body string) {
-	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(readFile(t, headers)), bytes.NewReader(readFile(t, body)))), nil)
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(fixture.Read(t, "testdata", headers)), bytes.NewReader(fixture.Read(t, "testdata", body)))), nil)
 	if err != nil {
 		t.Errorf("fixture %s: %v", headers, err)
 		http.Error(w, "bad fixture", http.StatusInternalServerError)

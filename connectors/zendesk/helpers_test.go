@@ -1,15 +1,9 @@
 package zendesk
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
-	"net/http"
-	"net/textproto"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +11,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/internal/golden"
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -26,25 +21,6 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from current 
 // testSecret is Zendesk's static signing secret for test deliveries, used
 // by both signed fixtures.
 const testSecret = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
-
-func readFile(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// requestHeaders reads a fixture's request .headers file.
-func requestHeaders(t testing.TB, name string) http.Header {
-	t.Helper()
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(readFile(t, name)))).ReadMIMEHeader()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return http.Header(h)
-}
 
 // signatureFixture is the part of a .signature.json the tests use.
 type signatureFixture struct {
@@ -57,7 +33,7 @@ type signatureFixture struct {
 func readSignature(t testing.TB, name string) signatureFixture {
 	t.Helper()
 	var s signatureFixture
-	if err := json.Unmarshal(readFile(t, name), &s); err != nil {
+	if err := json.Unmarshal(fixture.Read(t, "testdata", name), &s); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return s

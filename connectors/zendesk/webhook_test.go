@@ -14,6 +14,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -38,8 +39,8 @@ func TestVerifyPublishedVector(t *testing.T) {
 func TestVerifyFixtures(t *testing.T) {
 	for _, fx := range []string{"webhook_ticket_created_event", "webhook_trigger_ticket"} {
 		sig := readSignature(t, fx+".signature.json")
-		body := readFile(t, sig.BodyFile)
-		headers := requestHeaders(t, fx+".headers")
+		body := fixture.Read(t, "testdata", sig.BodyFile)
+		headers := fixture.Header(t, "testdata", fx+".headers")
 		at, err := time.Parse(time.RFC3339, sig.Timestamp)
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +158,7 @@ func TestNormalizeGolden(t *testing.T) {
 	for _, fx := range []string{"webhook_ticket_created_event", "webhook_trigger_ticket"} {
 		t.Run(fx, func(t *testing.T) {
 			w := newTestWebhook(t, source(t, nil), fixtureTime)
-			body := readFile(t, fx+".json")
+			body := fixture.Read(t, "testdata", fx+".json")
 			tk, err := w.Normalize(t.Context(), nil, body)
 			if err != nil {
 				t.Fatalf("Normalize: %v", err)
@@ -179,11 +180,11 @@ func TestNormalizeGolden(t *testing.T) {
 // intake path.
 func TestNormalizeFixturesAgree(t *testing.T) {
 	w := newTestWebhook(t, source(t, nil), fixtureTime)
-	ev, err := w.Normalize(t.Context(), nil, readFile(t, "webhook_ticket_created_event.json"))
+	ev, err := w.Normalize(t.Context(), nil, fixture.Read(t, "testdata", "webhook_ticket_created_event.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := w.Normalize(t.Context(), nil, readFile(t, "webhook_trigger_ticket.json"))
+	tr, err := w.Normalize(t.Context(), nil, fixture.Read(t, "testdata", "webhook_trigger_ticket.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestNormalizeCodeTables(t *testing.T) {
 		"groups":   map[string]any{"29001000000501": "Service Desk"},
 	}
 	w := newTestWebhook(t, source(t, opts), fixtureTime)
-	tk, err := w.Normalize(t.Context(), nil, readFile(t, "webhook_ticket_created_event.json"))
+	tk, err := w.Normalize(t.Context(), nil, fixture.Read(t, "testdata", "webhook_ticket_created_event.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +222,8 @@ func TestNormalizeCodeTables(t *testing.T) {
 }
 
 func TestNormalizeErrors(t *testing.T) {
-	template := string(readFile(t, "webhook_trigger_template.json"))
-	event := string(readFile(t, "webhook_ticket_created_event.json"))
+	template := string(fixture.Read(t, "testdata", "webhook_trigger_template.json"))
+	event := string(fixture.Read(t, "testdata", "webhook_ticket_created_event.json"))
 	for _, tt := range []struct {
 		name  string
 		body  string
@@ -319,7 +320,7 @@ func TestIngress(t *testing.T) {
 	sig := readSignature(t, "webhook_ticket_created_event.signature.json")
 	at, _ := time.Parse(time.RFC3339, sig.Timestamp)
 	eps := built.Endpoints
-	signed, err := eps["zd"].Sign(readFile(t, sig.BodyFile), at)
+	signed, err := eps["zd"].Sign(fixture.Read(t, "testdata", sig.BodyFile), at)
 	if err != nil {
 		t.Fatalf("Endpoint.Sign: %v", err)
 	}
@@ -331,7 +332,7 @@ func TestIngress(t *testing.T) {
 	in := connectors.NewIngress(eps, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), connectors.NewMetrics(nil))
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/{source}", in)
-	body := readFile(t, sig.BodyFile)
+	body := fixture.Read(t, "testdata", sig.BodyFile)
 	for _, tt := range []struct {
 		name string
 		body []byte
@@ -342,7 +343,7 @@ func TestIngress(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodPost, "/webhooks/zd", bytes.NewReader(tt.body))
-			req.Header = requestHeaders(t, "webhook_ticket_created_event.headers")
+			req.Header = fixture.Header(t, "testdata", "webhook_ticket_created_event.headers")
 			rec := httptest.NewRecorder()
 			mux.ServeHTTP(rec, req)
 			if rec.Code != tt.want {
@@ -357,7 +358,7 @@ func TestIngress(t *testing.T) {
 
 func FuzzNormalize(f *testing.F) {
 	for _, name := range []string{"webhook_ticket_created_event.json", "webhook_trigger_ticket.json", "webhook_trigger_template.json"} {
-		f.Add(readFile(f, name))
+		f.Add(fixture.Read(f, "testdata", name))
 	}
 	f.Add([]byte(`{"ticket":{"id":5158,"tags":"a b"}}`))
 	f.Add([]byte(`{"type":"zen:event-type:ticket.created","subject":"zen:ticket:1","detail":{}}`))
@@ -390,7 +391,7 @@ func FuzzNormalize(f *testing.F) {
 func FuzzVerify(f *testing.F) {
 	for _, fx := range []string{"webhook_ticket_created_event", "webhook_trigger_ticket"} {
 		sig := readSignature(f, fx+".signature.json")
-		f.Add(sig.Timestamp, sig.ExpectedHeaders[HeaderSignature], readFile(f, sig.BodyFile))
+		f.Add(sig.Timestamp, sig.ExpectedHeaders[HeaderSignature], fixture.Read(f, "testdata", sig.BodyFile))
 	}
 	f.Add("2021-03-25T05:09:27Z", "S/RDdU2ERmj7LHDDoWJ2onPYH+t7/f2+LTM4dL7UiLM=", []byte(`{"event":"ticket.updated","id":123}`))
 	src := connectors.Source{Name: "f", Config: config.Connector{Type: "zendesk", Auth: config.Auth{Type: "hmac", Secret: config.NewSecret(testSecret)}}}

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deskrelay/deskrelay/internal/fixture"
 )
 
 // Server is a ServiceNow instance as the Table API docs describe it (see
@@ -401,11 +403,7 @@ func (f *Server) serveFixture(w http.ResponseWriter, name string) {
 // ReadFile reads dir/name or fails the test.
 func ReadFile(t testing.TB, dir, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return fixture.Read(t, dir, name)
 }
 
 // Records returns the records of a Table API list fixture dir/name.
