@@ -110,7 +110,11 @@ func TestLoadAgainstCeiling(t *testing.T) {
 			if tt.external {
 				nctx, stopNATS := context.WithCancel(t.Context())
 				ready, done := make(chan string, 1), make(chan error, 1)
-				go func() { done <- serveNATS(nctx, t.TempDir(), "", func(_, n string) { ready <- n }) }()
+				// TempDir before the goroutine: its removal must be
+				// registered before, so run after, the cleanup that stops
+				// the server.
+				dir := t.TempDir()
+				go func() { done <- serveNATS(nctx, dir, "", func(_, n string) { ready <- n }) }()
 				select {
 				case natsURL = <-ready:
 				case err := <-done:
@@ -125,8 +129,9 @@ func TestLoadAgainstCeiling(t *testing.T) {
 			}
 			ready := make(chan addrs, 1)
 			done := make(chan error, 1)
+			dir := t.TempDir() // before the goroutine, as above
 			go func() {
-				done <- serveCeiling(ctx, t.TempDir(), "", "generic", natsURL, tt.relay, func(h, n string) { ready <- addrs{h, n} })
+				done <- serveCeiling(ctx, dir, "", "generic", natsURL, tt.relay, func(h, n string) { ready <- addrs{h, n} })
 			}()
 			t.Cleanup(func() {
 				cancel()
