@@ -91,6 +91,7 @@ var codeNames = []string{"channel", "impact", "urgency", "priority", "state"}
 type mapper struct {
 	paths map[string][]string          // ticket field → record paths
 	codes map[string]map[string]string // code name → lower-case vendor value → normalised
+	plan  plan
 }
 
 func newMapper(src connectors.Source, table string, fields map[string]any, codes map[string]map[string]any) (*mapper, config.Errors) {
@@ -138,6 +139,7 @@ func newMapper(src connectors.Source, table string, fields map[string]any, codes
 			bad("fields."+req, "cannot be switched off: every ticket needs it")
 		}
 	}
+	m.plan = newPlan(m.paths)
 
 	defaults := map[string]map[string]string{
 		"channel": defaultChannel, "impact": defaultLevel, "urgency": defaultLevel,
@@ -215,6 +217,11 @@ func lookup(rec gjson.Result, path string, display bool) (s string, ok bool, err
 	if !res.Exists() && strings.Contains(path, ".") {
 		res = rec.Get(path)
 	}
+	return value(res, display)
+}
+
+// value is what [lookup] makes of the result it found.
+func value(res gjson.Result, display bool) (s string, ok bool, err error) {
 	switch res.Type {
 	case gjson.Null:
 		return "", false, nil
@@ -252,21 +259,6 @@ func scalar(v gjson.Result) (string, bool, error) {
 	return "", false, fmt.Errorf("holds a %s where a value was expected", v.Type)
 }
 
-// get returns the first present non-empty value of field's paths.
-func (m *mapper) get(rec gjson.Result, field string) (string, string, error) {
-	display := slices.Contains(nameFields, field)
-	for _, p := range m.paths[field] {
-		s, ok, err := lookup(rec, p, display)
-		if err != nil {
-			return "", p, err
-		}
-		if ok {
-			return s, p, nil
-		}
-	}
-	return "", "", nil
-}
-
 // ticket maps one record. Problems the sender can fix are
 // *connectors.InputError naming the ticket field. It does not validate
 // the ticket (the ingress and the poller do, with the source set).
@@ -274,17 +266,19 @@ func (m *mapper) ticket(rec gjson.Result) (ticket.Ticket, error) {
 	if !rec.IsObject() {
 		return ticket.Ticket{}, connectors.Inputf("", "a record must be a JSON object")
 	}
+	var buf [planStack]hit
+	hits := m.plan.read(rec, buf[:0])
 	var t ticket.Ticket
-	for _, field := range ticket.MappableFields {
-		s, path, err := m.get(rec, field)
+	for _, f := range m.plan.fields {
+		s, path, err := f.get(hits)
 		if err != nil {
-			return ticket.Ticket{}, connectors.Inputf(field, "record field %q %v", path, err)
+			return ticket.Ticket{}, connectors.Inputf(f.name, "record field %q %v", path, err)
 		}
 		if s == "" {
 			continue
 		}
-		if err := m.set(&t, field, s); err != nil {
-			return ticket.Ticket{}, connectors.Inputf(field, "record field %q: %v", path, err)
+		if err := m.set(&t, f.name, s); err != nil {
+			return ticket.Ticket{}, connectors.Inputf(f.name, "record field %q: %v", path, err)
 		}
 	}
 	if t.ID == "" {

@@ -109,15 +109,38 @@ func decodeWebhook(m *mapper, body []byte) (ticket.Ticket, error) {
 	if !rec.IsObject() {
 		return ticket.Ticket{}, connectors.Inputf("", "body must be a JSON object: one ServiceNow record")
 	}
-	if r := rec.Get("result"); r.IsObject() && !rec.Get("sys_id").Exists() {
-		rec = r
-	}
+	rec = unwrap(rec)
 	t, err := m.ticket(rec)
 	if err != nil {
 		return ticket.Ticket{}, err
 	}
 	t.Raw = json.RawMessage(bytes.Clone(body))
 	return t, nil
+}
+
+// unwrap returns the record of a body that wraps it in a "result" object,
+// as a Table API response does, and rec itself when it has a sys_id of its
+// own or no "result" object: one pass over the keys, where asking for
+// each of the two keys read a body without "result" twice.
+func unwrap(rec gjson.Result) gjson.Result {
+	var result gjson.Result
+	own := false
+	rec.ForEach(func(key, val gjson.Result) bool {
+		switch key.Str {
+		case "sys_id":
+			own = true
+			return false
+		case "result":
+			if !result.Exists() {
+				result = val
+			}
+		}
+		return true
+	})
+	if own || !result.IsObject() {
+		return rec
+	}
+	return result
 }
 
 func logger(src connectors.Source) *zap.Logger {
