@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -13,19 +14,14 @@ import (
 // reading a record allocates; the default mapping has 25.
 const planStack = 32
 
-// plan reads every record path of a mapping in one pass over the record's
-// top-level keys. Asking gjson for each path in turn reads the record
-// from its start every time: with the default mapping that was 80% of a
-// webhook's CPU (BenchmarkWebhook).
-//
-// It finds what [lookup] finds for each path: the path as a literal key
-// (the Table API's dot-walked "caller_id.email") before the path walked
-// through nested objects; of duplicate keys the first literal one, or the
-// first whose nested value has the rest of the path.
+// plan reads every record path of a mapping in one pass over the
+// record's keys (BenchmarkWebhook: 80% of a webhook's CPU went into
+// asking gjson for each path in turn). It finds what [lookup] finds for
+// each path: the path as a literal key (the Table API's dot-walked
+// "caller_id.email") before the path walked through nested objects.
 type plan struct {
-	fields []fieldPlan      // the mapped fields, in ticket.MappableFields order
-	uses   map[string][]use // top-level key → the paths it may answer
-	n      int              // distinct paths
+	pick   jsonpick.Plan
+	fields []fieldPlan // the mapped fields, in ticket.MappableFields order
 }
 
 // fieldPlan is one ticket field: its record paths, first one present wins.
@@ -36,74 +32,36 @@ type fieldPlan struct {
 	display bool  // prefer a reference's display_value (nameFields)
 }
 
-// use is one path a top-level key may answer.
-type use struct {
-	slot int
-	rest string // "": the key is the whole path; else the path inside its value
-}
-
-// hit is what read found for one path.
-type hit struct {
-	res     gjson.Result // !res.Exists(): nothing yet
-	literal bool         // res is the path's literal key: final
-}
-
-func newPlan(paths map[string][]string) plan {
-	p := plan{uses: map[string][]use{}}
-	slot := map[string]int{}
+func newPlan(paths map[string][]string) *plan {
+	p := &plan{}
 	for _, name := range ticket.MappableFields {
 		if len(paths[name]) == 0 {
 			continue
 		}
 		f := fieldPlan{name: name, paths: paths[name], display: slices.Contains(nameFields, name)}
 		for _, path := range f.paths {
-			s, ok := slot[path]
-			if !ok {
-				s = len(slot)
-				slot[path] = s
-				p.uses[path] = append(p.uses[path], use{slot: s})
-				if first, rest, nested := strings.Cut(path, "."); nested {
-					p.uses[first] = append(p.uses[first], use{slot: s, rest: rest})
-				}
+			jp := jsonpick.Path{Literal: path}
+			if first, rest, nested := strings.Cut(path, "."); nested {
+				jp.Key, jp.Rest = first, rest
 			}
-			f.slots = append(f.slots, s)
+			f.slots = append(f.slots, p.pick.Add(jp))
 		}
 		p.fields = append(p.fields, f)
 	}
-	p.n = len(slot)
 	return p
 }
 
-// read returns what rec, a JSON object, holds for each path, indexed by
-// slot. It uses buf's array when it is large enough.
-func (p *plan) read(rec gjson.Result, buf []hit) []hit {
-	if cap(buf) < p.n {
-		buf = make([]hit, p.n)
-	}
-	hits := buf[:p.n]
-	clear(hits)
-	rec.ForEach(func(key, val gjson.Result) bool {
-		for _, u := range p.uses[key.Str] {
-			h := &hits[u.slot]
-			switch {
-			case h.literal:
-			case u.rest == "":
-				*h = hit{res: val, literal: true}
-			case !h.res.Exists():
-				h.res = val.Get(u.rest)
-			}
-		}
-		return true
-	})
-	return hits
+// read returns what rec, a JSON object, holds for each path.
+func (p *plan) read(rec gjson.Result, buf []jsonpick.Hit) []jsonpick.Hit {
+	return p.pick.Read(rec, buf)
 }
 
 // get returns the first present non-empty value of the field's paths and
 // the path it came from, or the error of the first path holding something
 // that is not a value.
-func (f *fieldPlan) get(hits []hit) (string, string, error) {
+func (f *fieldPlan) get(hits []jsonpick.Hit) (string, string, error) {
 	for i, slot := range f.slots {
-		s, ok, err := value(hits[slot].res, f.display)
+		s, ok, err := value(hits[slot].Result, f.display)
 		if err != nil {
 			return "", f.paths[i], err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -91,7 +92,7 @@ var codeNames = []string{"channel", "impact", "urgency", "priority", "state"}
 type mapper struct {
 	paths map[string][]string          // ticket field → record paths
 	codes map[string]map[string]string // code name → lower-case vendor value → normalised
-	plan  plan
+	plan  *plan
 }
 
 func newMapper(src connectors.Source, table string, fields map[string]any, codes map[string]map[string]any) (*mapper, config.Errors) {
@@ -266,7 +267,7 @@ func (m *mapper) ticket(rec gjson.Result) (ticket.Ticket, error) {
 	if !rec.IsObject() {
 		return ticket.Ticket{}, connectors.Inputf("", "a record must be a JSON object")
 	}
-	var buf [planStack]hit
+	var buf [planStack]jsonpick.Hit
 	hits := m.plan.read(rec, buf[:0])
 	var t ticket.Ticket
 	for _, f := range m.plan.fields {
