@@ -16,6 +16,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -52,8 +54,41 @@ type options struct {
 type webhook struct {
 	identity   bool
 	paths      map[string]string // ticket field → gjson path
+	fields     []mapped          // the mapped fields, in ticket.MappableFields order
+	pick       jsonpick.Plan     // the plain paths of fields
 	values     map[string]map[string]string
 	timeLayout []string
+}
+
+// mapped is one mapped ticket field.
+type mapped struct {
+	field, path string
+	slot        int // into pick's hits; -1: a path only gjson can read
+}
+
+// plainPath is a path of plain keys (or array indexes after the first),
+// which pick reads as gjson would; any other gjson syntax (#, *, ?, @,
+// escapes) is asked of gjson.
+var plainPath = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// pickStack is how many mapped fields Normalize reads into a buffer on
+// the stack: all of them (ticket.MappableFields).
+const pickStack = 32
+
+// plan fills fields and pick from paths.
+func (w *webhook) plan() {
+	for _, field := range ticket.MappableFields {
+		path, ok := w.paths[field]
+		if !ok {
+			continue
+		}
+		slot := -1
+		if plainPath.MatchString(path) {
+			key, rest, _ := strings.Cut(path, ".")
+			slot = w.pick.Add(jsonpick.Path{Key: key, Rest: rest})
+		}
+		w.fields = append(w.fields, mapped{field: field, path: path, slot: slot})
+	}
 }
 
 var _ connectors.Webhook = (*webhook)(nil)
@@ -121,6 +156,7 @@ func newWebhook(src connectors.Source) (connectors.Webhook, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	w.plan()
 	return w, nil
 }
 
@@ -156,13 +192,20 @@ func (w *webhook) Normalize(_ context.Context, _ http.Header, body []byte) (tick
 		return ticket.Ticket{}, connectors.Inputf("", "body must be a JSON object")
 	}
 	t := ticket.Ticket{Raw: json.RawMessage(bytes.Clone(body))}
-	for field, path := range w.paths {
-		res := root.Get(path)
+	var buf [pickStack]jsonpick.Hit
+	hits := w.pick.Read(root, buf[:0])
+	for _, f := range w.fields {
+		var res gjson.Result
+		if f.slot >= 0 {
+			res = hits[f.slot].Result
+		} else {
+			res = root.Get(f.path)
+		}
 		if !res.Exists() || res.Type == gjson.Null {
 			continue
 		}
-		if err := w.set(&t, field, res); err != nil {
-			return ticket.Ticket{}, connectors.Inputf(field, "payload path %q: %v", path, err)
+		if err := w.set(&t, f.field, res); err != nil {
+			return ticket.Ticket{}, connectors.Inputf(f.field, "payload path %q: %v", f.path, err)
 		}
 	}
 	for _, req := range []string{"id", "title"} {

@@ -2,7 +2,10 @@ package generic
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +194,55 @@ func wantInputError(t *testing.T, opts map[string]any, body, want string) {
 	var ie *connectors.InputError
 	if !errors.As(err, &ie) || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("Normalize(%s) = %v, want input error starting %q", body, err, want)
+	}
+}
+
+// TestPlanNormalizesAsGjson checks that reading the plain paths in one
+// pass gives the ticket (or the error) that asking gjson for every path
+// does, with plain and gjson-syntax paths mixed.
+func TestPlanNormalizesAsGjson(t *testing.T) {
+	snow, err := os.ReadFile("testdata/servicenow_outbound.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := map[string]any{"mapping": map[string]any{
+		"id": "issue.key", "title": "issue.fields.summary", "number": "issue.id",
+		"caller.email": `people.#(role=="caller").email`, "caller.name": "issue.fields.reporter.displayName",
+		"tags": "issue.fields.labels", "category": `issue.fields.components.0.name`,
+		"subcategory": `a\.b`, "updated_at": "issue.fields.updated", "priority": "issue.fields.priority.id",
+	}}
+	bodies := []string{
+		string(snow),
+		`{"issue":{"key":"K-1","id":"10","fields":{"summary":"s","labels":["x","y"],"components":[{"name":"c0"}],"updated":1715595342,"priority":{"id":"2"},"reporter":{"displayName":"R"}}},"people":[{"role":"agent","email":"a@x"},{"role":"caller","email":"c@x"}],"a.b":"escaped"}`,
+		`{"issue":{"key":"K-2"},"issue":{"fields":{"summary":"second issue"}}}`,
+		`{"issue":{"key":"K-3","fields":{"summary":"s","priority":{"id":"high"}}}}`,
+		`{"issue":{"key":null,"fields":{"summary":"s"}}}`,
+		`{"sys_id":"1","sys_id":"2","short_description":"dup","impact":null}`,
+	}
+	for _, m := range []struct {
+		name  string
+		opts  map[string]any
+		mixed bool // has paths only gjson reads
+	}{{"servicenow", snowMapping, false}, {"mixed", mixed, true}} {
+		wh, err := build(t, m.opts)
+		if err != nil {
+			t.Fatalf("%s: newWebhook: %v", m.name, err)
+		}
+		w := wh.(*webhook)
+		if plain := w.pick.Len(); plain == 0 || m.mixed && plain == len(w.fields) {
+			t.Fatalf("%s: %d of %d paths plain", m.name, plain, len(w.fields))
+		}
+		ref := *w
+		ref.fields = slices.Clone(w.fields)
+		for i := range ref.fields {
+			ref.fields[i].slot = -1
+		}
+		for _, body := range bodies {
+			got, gerr := w.Normalize(t.Context(), nil, []byte(body))
+			want, werr := ref.Normalize(t.Context(), nil, []byte(body))
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+				t.Errorf("%s, %s:\nplan   %+v, %v\ngjson  %+v, %v", m.name, body, got, gerr, want, werr)
+			}
+		}
 	}
 }
