@@ -3,14 +3,18 @@ package jsm
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
+	"github.com/tidwall/gjson"
+
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -92,9 +96,29 @@ type comment struct {
 // results. Fields are decoded one by one, since their set depends on the
 // site and on the fields asked for.
 type issue struct {
-	ID     flexString                 `json:"id"`
-	Key    string                     `json:"key"`
-	Fields map[string]json.RawMessage `json:"fields"`
+	ID     flexString      `json:"id"`
+	Key    string          `json:"key"`
+	Fields json.RawMessage `json:"fields"`
+}
+
+// issueFields are the fields normalize reads, besides the impact, urgency
+// and request type fields a site configures.
+var issueFields = []string{"summary", "description", "comment", "reporter", "assignee", "priority", "status", "issuetype", "labels", "created", "updated"}
+
+// fieldStack is how many fields normalize picks into a buffer on the
+// stack: issueFields and the three configured ones.
+const fieldStack = 16
+
+// planFields fills fields and slot. A site's issues have dozens to
+// hundreds of fields, most of them custom and null; picking the few
+// normalize reads in one pass spares decoding every one into a map.
+func (s *settings) planFields() {
+	s.slot = map[string]int{}
+	for _, f := range append(slices.Clone(issueFields), s.impactField, s.urgencyField, s.requestTypeField) {
+		if f != "" {
+			s.slot[f] = s.fields.Add(jsonpick.Path{Key: f})
+		}
+	}
 }
 
 // unmapped is a coded value no table knows; the caller logs it.
@@ -118,9 +142,22 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	}
 	t := ticket.Ticket{ID: string(is.ID), Number: is.Key}
 	fp := prefix + "fields."
+	obj := gjson.ParseBytes(is.Fields)
+	if obj.Exists() && obj.Type != gjson.Null && !obj.IsObject() {
+		return ticket.Ticket{}, nil, connectors.Inputf(prefix+"fields", "must be a JSON object, not %s", kindOf(obj))
+	}
+	var buf [fieldStack]jsonpick.Hit
+	hits := s.fields.Read(obj, buf[:0])
+	// field returns the named field's JSON, nil when the issue lacks it.
+	field := func(name string) []byte {
+		if i, ok := s.slot[name]; ok && hits[i].Exists() {
+			return []byte(hits[i].Raw)
+		}
+		return nil
+	}
 	get := func(name string, dst any) error {
-		b, ok := is.Fields[name]
-		if !ok || isNull(b) {
+		b := field(name)
+		if b == nil || isNull(b) {
 			return nil
 		}
 		if err := json.Unmarshal(b, dst); err != nil {
@@ -136,7 +173,7 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	if strings.TrimSpace(t.Title) == "" {
 		return ticket.Ticket{}, nil, connectors.Inputf(fp+"summary", "is required; add summary to the fields deskrelay asks for")
 	}
-	if b, ok := is.Fields["description"]; ok {
+	if b := field("description"); b != nil {
 		d, err := richText(b)
 		if err != nil {
 			return ticket.Ticket{}, nil, connectors.Inputf(fp+"description", "%v", err)
@@ -193,7 +230,7 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 		if f.id == "" {
 			continue
 		}
-		val, id, err := optionValue(is.Fields[f.id])
+		val, id, err := optionValue(field(f.id))
 		if err != nil {
 			return ticket.Ticket{}, nil, connectors.Inputf(fp+f.id, "%s field: %v", f.name, err)
 		}
@@ -222,7 +259,7 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	t.Category = itype.Name
 	if s.requestTypeField != "" {
 		var rt requestType
-		if b, ok := is.Fields[s.requestTypeField]; ok && !isNull(b) && json.Unmarshal(b, &rt) == nil && rt.RequestType != nil {
+		if b := field(s.requestTypeField); b != nil && !isNull(b) && json.Unmarshal(b, &rt) == nil && rt.RequestType != nil {
 			t.Subcategory = rt.RequestType.Name
 			if c, ok := lookup(s.channel, rt.RequestType.Name); ok {
 				t.Channel = c
@@ -347,7 +384,7 @@ func appendComments(t *ticket.Ticket, cs []comment, path string) error {
 // richText turns a description or comment body into plain text: API v2
 // (and webhooks) send wiki markup as a string, kept as it is; API v3 sends
 // an Atlassian Document Format object, rendered by [adfText].
-func richText(b json.RawMessage) (string, error) {
+func richText(b []byte) (string, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || isNull(b) {
 		return "", nil
@@ -382,6 +419,24 @@ func inputErr(prefix string, err error) error {
 		return connectors.Inputf(field, "must be a JSON %s, not %s", jsonKind(te.Type), te.Value)
 	}
 	return connectors.Inputf(field, "is not a Jira issue object: %v", plain(err))
+}
+
+// kindOf names the JSON type of a value.
+func kindOf(v gjson.Result) string {
+	switch v.Type {
+	case gjson.String:
+		return "string"
+	case gjson.Number:
+		return "number"
+	case gjson.True, gjson.False:
+		return "boolean"
+	case gjson.JSON:
+		if v.IsArray() {
+			return "array"
+		}
+		return "object"
+	}
+	return "null"
 }
 
 // jsonKind names the JSON type a Go type decodes from.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
+	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -134,6 +135,11 @@ type settings struct {
 	channel          map[string]ticket.Channel
 	defaultChannel   ticket.Channel
 	state            map[string]string
+
+	// fields picks the issue fields normalize reads out of an issue's
+	// fields object; slot is each one's index into what it returns.
+	fields jsonpick.Plan
+	slot   map[string]int
 }
 
 // fieldID is a Jira field id as used in issue JSON and the fields
@@ -255,6 +261,7 @@ func parseOptions(src connectors.Source) (*settings, config.Errors, config.Error
 	}
 	shared.Sort()
 	poll.Sort()
+	s.planFields()
 	return s, shared, poll
 }
 

@@ -3,7 +3,6 @@ package jsm
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	json "github.com/go-json-experiment/json/v1"
+	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/deskrelay/deskrelay/config"
@@ -157,9 +158,7 @@ type envelope struct {
 // caller = the reporter, raw = the whole body.
 func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (ticket.Ticket, error) {
 	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&env); err != nil {
+	if err := json.Unmarshal(body, &env); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", jsonKind(te.Type), te.Value)
@@ -202,7 +201,10 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	if err := checkTicket(t); err != nil {
 		return ticket.Ticket{}, err
 	}
-	t.Raw = json.RawMessage(bytes.Clone(body))
+	t.Raw = bytes.Clone(body)
+	if len(notes) == 0 && !w.log.Core().Enabled(zap.DebugLevel) {
+		return t, nil // no logger with fields for nothing to log
+	}
 	log := w.log.With(zap.String("ticket_id", t.ID), zap.String("webhook_id", truncate(h.Get(HeaderIdentifier), 64)))
 	for _, n := range notes {
 		log.Warn("jira value not in the code table; field left empty", zap.String("field", n.Field), zap.String("value", truncate(n.Value, 64)))
@@ -211,14 +213,8 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	return t, nil
 }
 
-// hasField reports whether the issue JSON has fields.<name>.
+// hasField reports whether the issue JSON, which normalize has decoded,
+// has fields.<name>.
 func hasField(issueJSON []byte, name string) bool {
-	var is struct {
-		Fields map[string]json.RawMessage `json:"fields"`
-	}
-	if json.Unmarshal(issueJSON, &is) != nil {
-		return false
-	}
-	_, ok := is.Fields[name]
-	return ok
+	return gjson.GetBytes(issueJSON, "fields."+gjson.Escape(name)).Exists()
 }

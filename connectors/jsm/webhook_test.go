@@ -344,6 +344,7 @@ func TestNormalizeErrors(t *testing.T) {
 	}{
 		{"a broken body", `{"issue":`, "body is not a Jira webhook JSON object"},
 		{"an array body", `[1]`, "body is not a Jira webhook JSON object"},
+		{"a second value after the body", `{"issue":{"id":"1","fields":{"summary":"x"}}} {}`, "body is not a Jira webhook JSON object"},
 		{"an event without issue", `{"webhookEvent":"user_created","user":{}}`, `issue: webhook event "user_created" carries no issue`},
 		{"an issue without id", `{"issue":{"key":"ITS-1","fields":{"summary":"x"}}}`, "issue.id: is required"},
 		{"an issue without summary", `{"issue":{"id":"1","fields":{}}}`, "issue.fields.summary: is required"},
