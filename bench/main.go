@@ -501,6 +501,10 @@ func run(ctx context.Context, o *options) error {
 				tr.Phases = append(tr.Phases, pr)
 				seq = p.next.Load()
 				wg.Wait()
+				if pr.Accepted == 0 {
+					// Nothing to measure: every ratio would be 0 or NaN.
+					return fmt.Errorf("%s accepted none of the %d requests of the closed loop (answers %v); -logs keeps its log", name, pr.Sent, pr.Codes)
+				}
 				if name == "deskrelay" || maxRate == 0 {
 					maxRate = pr.E2ERate
 				}

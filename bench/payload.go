@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/deskrelay/deskrelay/connectors/servicenow"
 )
 
 // Callers in the generated directory are caller<N>@bench.example.com with
@@ -112,13 +114,15 @@ func (p *payload) body(seq int64) []byte {
 		caller += int64(p.callers) // not in the directory: profile unknown
 	}
 	impact, urgency := 1+seq%3, 1+(seq/3)%3
-	updated := p.now.Add(time.Duration(seq) * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	at := p.now.Add(time.Duration(seq) * time.Millisecond).UTC()
 	id := ticketID(p.run, seq)
 	b := p.buf[:0]
 	switch p.source {
 	case "servicenow":
+		// Date-times as the Table API's database values: UTC, no zone
+		// marker, whole seconds.
 		b = fmt.Appendf(b, `{"sys_id":%q,"number":"INC%07d","sys_updated_on":%q,"sys_mod_count":"0","opened_at":%q,`,
-			id, seq%10000000, updated[:19], p.now.UTC().Format(time.DateTime))
+			id, seq%10000000, at.Format(servicenow.TimeLayout), p.now.UTC().Format(servicenow.TimeLayout))
 		b = fmt.Appendf(b, `"short_description":%q,"description":%q,"state":"1","impact":"%d","urgency":"%d",`,
 			inc.title, description, impact, urgency)
 		b = fmt.Appendf(b, `"category":%q,"subcategory":%q,"contact_type":%q,"cmdb_ci":%q,`,
@@ -132,7 +136,7 @@ func (p *payload) body(seq int64) []byte {
 		b = fmt.Appendf(b, `"channel":%q,"category":%q,"subcategory":%q,"impact":%d,"urgency":%d,"state":"new",`,
 			channels[seq%int64(len(channels))], inc.category, inc.subcategory, impact, urgency)
 		b = fmt.Appendf(b, `"assignment_group":"Service Desk","configuration_item":%q,"opened_at":%q,"updated_at":%q`,
-			inc.ci, p.now.UTC().Format(time.RFC3339), updated)
+			inc.ci, p.now.UTC().Format(time.RFC3339), at.Format(time.RFC3339Nano))
 		if seq%20 == 0 {
 			b = append(b, `,"tags":["vip","bench"]`...)
 		} else {
