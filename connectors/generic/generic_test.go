@@ -210,6 +210,7 @@ func TestPlanNormalizesAsGjson(t *testing.T) {
 		"caller.email": `people.#(role=="caller").email`, "caller.name": "issue.fields.reporter.displayName",
 		"tags": "issue.fields.labels", "category": `issue.fields.components.0.name`,
 		"subcategory": `a\.b`, "updated_at": "issue.fields.updated", "priority": "issue.fields.priority.id",
+		"state": "status.0",
 	}}
 	bodies := []string{
 		string(snow),
@@ -218,6 +219,8 @@ func TestPlanNormalizesAsGjson(t *testing.T) {
 		`{"issue":{"key":"K-3","fields":{"summary":"s","priority":{"id":"high"}}}}`,
 		`{"issue":{"key":null,"fields":{"summary":"s"}}}`,
 		`{"sys_id":"1","sys_id":"2","short_description":"dup","impact":null}`,
+		// JSON text inside a string is not entered by an index path.
+		`{"status":"[urgent] vpn down","issue":{"key":"K-4","fields":{"summary":"s","components":"[{\"name\":\"in-string\"}]"}}}`,
 	}
 	for _, m := range []struct {
 		name  string

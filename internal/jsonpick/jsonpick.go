@@ -78,7 +78,9 @@ func (pl *Plan) Read(obj gjson.Result, buf []Hit) []Hit {
 			case h.final:
 			case u.literal || u.rest == "":
 				*h = Hit{Result: val, final: true}
-			case !h.Exists():
+			case !h.Exists() && val.Type == gjson.JSON:
+				// Into objects and arrays only, as gjson.Get: on a
+				// string it would parse the JSON text inside it.
 				h.Result = val.Get(u.rest)
 			}
 		}

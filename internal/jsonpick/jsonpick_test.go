@@ -23,10 +23,13 @@ var objects = []string{
 	`{"a":{"b":[{"c":1}]},"x-y":{"z_1":true},"0":{"1":"digits"}}`,
 	`{"ticket":{"id":"1","requester":{"email":"r@x"}},"ticket":{"id":"2"}}`,
 	`{"a":{"b":{"c":{"d":{"e":"deep"}}}},"s":"str\"q","f":1.5e3,"t":false,"z":null}`,
+	// JSON text inside strings is text: a nested path does not enter it.
+	`{"n":"[1,2,3]","a":"[{\"b\":1}]","a":{"b":"after"},"ticket":"{\"id\":\"in-string\"}"}`,
+	`{"a":"x [{\"b\":{\"c\":2}}]","a.b":"lit","0":"{\"1\":true}"}`,
 }
 
 // nested are plain gjson paths, read with Key and Rest.
-var nested = []string{"a", "a.b", "a.b.c", "a.b.c.d.e", "a.0.b", "a.1.b", "n.2", "n.5", "x-y.z_1", "0.1", "ticket.id", "ticket.requester.email", "s", "f", "t", "z", "missing", "a.missing.b"}
+var nested = []string{"n.0", "n.1", "a", "a.b", "a.b.c", "a.b.c.d.e", "a.0.b", "a.1.b", "n.2", "n.5", "x-y.z_1", "0.1", "ticket.id", "ticket.requester.email", "s", "f", "t", "z", "missing", "a.missing.b"}
 
 // literal are top-level keys, some with dots, read with Literal.
 var literal = []string{"a", "a.b", "a.b.c", "ticket", "0", "missing"}
