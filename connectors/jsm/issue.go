@@ -150,10 +150,16 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	hits := s.fields.Read(obj, buf[:0])
 	// field returns the named field's JSON, nil when the issue lacks it.
 	field := func(name string) []byte {
-		if i, ok := s.slot[name]; ok && hits[i].Exists() {
-			return []byte(hits[i].Raw)
+		var r gjson.Result
+		if i, ok := s.slot[name]; ok {
+			r = hits[i].Result
+		} else {
+			r = obj.Get(gjson.Escape(name)) // a name planFields did not plan
 		}
-		return nil
+		if !r.Exists() {
+			return nil
+		}
+		return []byte(r.Raw)
 	}
 	get := func(name string, dst any) error {
 		b := field(name)

@@ -214,7 +214,12 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 }
 
 // hasField reports whether the issue JSON, which normalize has decoded,
-// has fields.<name>.
+// has fields.<name>, in the fields object normalize read (the last of
+// duplicate "fields" keys, as json.Unmarshal takes it).
 func hasField(issueJSON []byte, name string) bool {
-	return gjson.GetBytes(issueJSON, "fields."+gjson.Escape(name)).Exists()
+	var is issue
+	if json.Unmarshal(issueJSON, &is) != nil {
+		return false
+	}
+	return gjson.GetBytes(is.Fields, gjson.Escape(name)).Exists()
 }

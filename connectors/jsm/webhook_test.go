@@ -491,3 +491,20 @@ func TestIngressWithFixtures(t *testing.T) {
 		t.Errorf("stored %d tickets (%+v), want the two fixtures", len(sink.got), sink.got)
 	}
 }
+
+// TestNormalizeReadsAFieldItDidNotPlan checks that a field normalize
+// reads is found even when planFields left it out of the plan.
+func TestNormalizeReadsAFieldItDidNotPlan(t *testing.T) {
+	wh := buildWebhook(t, siteOptions())
+	body := fixture.Read(t, "testdata", "webhook_issue_updated.json")
+	want, err := wh.Normalize(t.Context(), nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(wh.set.slot, "summary")
+	delete(wh.set.slot, "status")
+	got, err := wh.Normalize(t.Context(), nil, body)
+	if err != nil || got.Title != want.Title || got.State != want.State || got.Title == "" || got.State == "" {
+		t.Errorf("without summary and status planned: title %q state %q (%v); want %q, %q", got.Title, got.State, err, want.Title, want.State)
+	}
+}

@@ -11,7 +11,7 @@ import (
 )
 
 // planStack is how many distinct record paths a mapping may read before
-// reading a record allocates; the default mapping has 25.
+// reading a record allocates; the default mapping has 23.
 const planStack = 32
 
 // plan reads every record path of a mapping in one pass over the

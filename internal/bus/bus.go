@@ -330,11 +330,12 @@ func (b *Bus) IngestResult(ctx context.Context, t ticket.Ticket) (duplicate bool
 // encodeBufs holds the buffers of encode.
 var encodeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// encode returns v's JSON encoding, byte for byte json.Marshal's, in a
-// pooled buffer to hand back with release once the message is published
-// (the connection copies the data before PublishMsg returns): the
-// profile showed json.Marshal's result as the largest allocation of our
-// own after the server's.
+// encode returns v's JSON encoding in a pooled buffer to hand back with
+// release once the message is published (the connection copies the data
+// before PublishMsg returns): the profile showed json.Marshal's result as
+// the largest allocation of our own after the server's. The bytes are
+// json.Marshal's, but for invalid UTF-8: both replace it with U+FFFD,
+// which encode writes as the character and json.Marshal as \ufffd.
 //
 // It encodes on the encoding/json/v2 engine with the v1 options
 // (FuzzEncodeIsMarshal): encoding/json checks and compacts a ticket's raw
