@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"strings"
 	"time"
 
@@ -160,8 +161,13 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
+		switch {
+		case errors.As(err, &te) && te.Field != "":
 			return ticket.Ticket{}, connectors.Inputf(te.Field, "must be a JSON %s, not %s", jsonKind(te.Type), te.Value)
+		case errors.As(err, &te) && te.Type == reflect.TypeFor[json.Number]():
+			// The v2 engine names no field for a json.Number; timestamp
+			// is the envelope's only one.
+			return ticket.Ticket{}, connectors.Inputf("timestamp", "must be a JSON number, not %s", te.Value)
 		}
 		return ticket.Ticket{}, connectors.Inputf("", "body is not a Jira webhook JSON object: %v", plain(err))
 	}

@@ -344,6 +344,7 @@ func TestNormalizeErrors(t *testing.T) {
 	}{
 		{"a broken body", `{"issue":`, "body is not a Jira webhook JSON object"},
 		{"an array body", `[1]`, "body is not a Jira webhook JSON object"},
+		{"a timestamp that is not a number", `{"timestamp":true,"issue":{"id":"1","fields":{"summary":"x"}}}`, "timestamp: must be a JSON number, not bool"},
 		{"a second value after the body", `{"issue":{"id":"1","fields":{"summary":"x"}}} {}`, "body is not a Jira webhook JSON object"},
 		{"an event without issue", `{"webhookEvent":"user_created","user":{}}`, `issue: webhook event "user_created" carries no issue`},
 		{"an issue without id", `{"issue":{"key":"ITS-1","fields":{"summary":"x"}}}`, "issue.id: is required"},
