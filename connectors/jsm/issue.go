@@ -131,8 +131,10 @@ type unmapped struct {
 // of the issue in the payload ("issue." in a webhook, "" in search
 // results), for error messages. Errors are *connectors.InputError. The
 // ticket's Source and Raw are left to the caller; UpdatedAt is zero when
-// the issue has no updated field.
-func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapped, error) {
+// the issue has no updated field. eventComment is a comment webhook's
+// top-level comment (nil elsewhere): it is added when the issue carries no
+// comment field of its own.
+func (s *settings) normalize(raw []byte, prefix string, eventComment []byte) (ticket.Ticket, []unmapped, error) {
 	var is issue
 	if err := json.Unmarshal(raw, &is); err != nil {
 		return ticket.Ticket{}, nil, inputErr(prefix, err)
@@ -194,6 +196,15 @@ func (s *settings) normalize(raw []byte, prefix string) (ticket.Ticket, []unmapp
 	}
 	if err := appendComments(&t, cm.Comments, fp+"comment.comments"); err != nil {
 		return ticket.Ticket{}, nil, err
+	}
+	if field("comment") == nil && len(eventComment) > 0 && !isNull(eventComment) {
+		var c comment
+		if err := json.Unmarshal(eventComment, &c); err != nil {
+			return ticket.Ticket{}, nil, connectors.Inputf("comment", "is not a Jira comment object: %v", plain(err))
+		}
+		if err := appendComments(&t, []comment{c}, "comment"); err != nil {
+			return ticket.Ticket{}, nil, err
+		}
 	}
 
 	// Caller: the reporter, the person the request is for. Only the

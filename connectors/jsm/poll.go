@@ -185,7 +185,7 @@ func (p *poller) Poll(ctx context.Context, raw []byte) (connectors.Page, error) 
 	hwm := cur.HWM
 	var last time.Time // newest update time on this page
 	for i, b := range page.Issues {
-		t, notes, err := p.set.normalize(b, fmt.Sprintf("issues[%d].", i))
+		t, notes, err := p.set.normalize(b, fmt.Sprintf("issues[%d].", i), nil)
 		if err == nil && t.UpdatedAt.IsZero() {
 			err = connectors.Inputf(fmt.Sprintf("issues[%d].fields.updated", i), "is required to poll; add updated to poll.fields")
 		}

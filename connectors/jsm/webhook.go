@@ -12,7 +12,6 @@ import (
 	"time"
 
 	json "github.com/go-json-experiment/json/v1"
-	"github.com/tidwall/gjson"
 	"go.uber.org/zap"
 
 	"github.com/deskrelay/deskrelay/config"
@@ -174,22 +173,13 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	if len(env.Issue) == 0 || isNull(env.Issue) {
 		return ticket.Ticket{}, connectors.Inputf("issue", "webhook event %q carries no issue; subscribe this webhook to issue events only", truncate(env.Event, 64))
 	}
-	t, notes, err := w.set.normalize(env.Issue, "issue.")
+	t, notes, err := w.set.normalize(env.Issue, "issue.", env.Comment)
 	if err != nil {
 		return ticket.Ticket{}, err
 	}
 	var sent time.Time
 	if ms, err := env.Timestamp.Int64(); err == nil && ms > 0 {
 		sent = millis(ms)
-	}
-	if len(env.Comment) > 0 && !isNull(env.Comment) && !hasField(env.Issue, "comment") {
-		var c comment
-		if err := json.Unmarshal(env.Comment, &c); err != nil {
-			return ticket.Ticket{}, connectors.Inputf("comment", "is not a Jira comment object: %v", plain(err))
-		}
-		if err := appendComments(&t, []comment{c}, "comment"); err != nil {
-			return ticket.Ticket{}, err
-		}
 	}
 	switch {
 	case env.Event == "jira:issue_deleted":
@@ -217,15 +207,4 @@ func (w *webhook) Normalize(_ context.Context, h http.Header, body []byte) (tick
 	}
 	log.Debug("jira webhook normalised", zap.String("event", truncate(env.Event, 64)), zap.String("event_type", truncate(env.EventType, 64)))
 	return t, nil
-}
-
-// hasField reports whether the issue JSON, which normalize has decoded,
-// has fields.<name>, in the fields object normalize read (the last of
-// duplicate "fields" keys, as json.Unmarshal takes it).
-func hasField(issueJSON []byte, name string) bool {
-	var is issue
-	if json.Unmarshal(issueJSON, &is) != nil {
-		return false
-	}
-	return gjson.GetBytes(is.Fields, gjson.Escape(name)).Exists()
 }

@@ -509,3 +509,37 @@ func TestNormalizeReadsAFieldItDidNotPlan(t *testing.T) {
 		t.Errorf("without summary and status planned: title %q state %q (%v); want %q, %q", got.Title, got.State, err, want.Title, want.State)
 	}
 }
+
+// TestNormalizeEventComment checks the comment of a comment webhook: it
+// is added to the description when the issue carries no comment field,
+// left out when it does (the issue's own comments are then the record),
+// and a comment that is not a comment object is refused.
+func TestNormalizeEventComment(t *testing.T) {
+	wh := buildWebhook(t, siteOptions())
+	for _, tt := range []struct {
+		name, body string
+		want       bool // the event's comment is in the description
+		err        string
+	}{
+		{"an issue without comment field", `{"issue":{"id":"1","fields":{"summary":"x","description":"d"}},"comment":{"body":"EVENT-COMMENT"}}`, true, ""},
+		{"an issue with its comments", `{"issue":{"id":"1","fields":{"summary":"x","comment":{"comments":[]}}},"comment":{"body":"EVENT-COMMENT"}}`, false, ""},
+		{"an issue whose comment field is null", `{"issue":{"id":"1","fields":{"summary":"x","comment":null}},"comment":{"body":"EVENT-COMMENT"}}`, false, ""},
+		{"a comment that is not an object", `{"issue":{"id":"1","fields":{"summary":"x"}},"comment":[1]}`, false, "comment: is not a Jira comment object"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tk, err := wh.Normalize(t.Context(), nil, []byte(tt.body))
+			if tt.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.err) {
+					t.Fatalf("Normalize = %v, want an error starting %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(tk.Description, "EVENT-COMMENT"); got != tt.want {
+				t.Errorf("event comment in description = %v, want %v (description %q)", got, tt.want, tk.Description)
+			}
+		})
+	}
+}
