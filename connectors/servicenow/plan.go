@@ -4,8 +4,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/deskrelay/deskrelay/internal/jsonpick"
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -49,11 +47,6 @@ func newPlan(paths map[string][]string) *plan {
 		p.fields = append(p.fields, f)
 	}
 	return p
-}
-
-// read returns what rec, a JSON object, holds for each path.
-func (p *plan) read(rec gjson.Result, buf []jsonpick.Hit) []jsonpick.Hit {
-	return p.pick.Read(rec, buf)
 }
 
 // get returns the first present non-empty value of the field's paths and

@@ -97,7 +97,7 @@ func FuzzPlan(f *testing.F) {
 func comparePlan(t *testing.T, m *mapper, raw string) {
 	t.Helper()
 	rec := gjson.Parse(raw)
-	hits := m.plan.read(rec, nil)
+	hits := m.plan.pick.Read(rec, nil)
 	if len(m.plan.fields) == 0 {
 		t.Fatal("the plan maps no field")
 	}

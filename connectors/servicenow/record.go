@@ -268,7 +268,7 @@ func (m *mapper) ticket(rec gjson.Result) (ticket.Ticket, error) {
 		return ticket.Ticket{}, connectors.Inputf("", "a record must be a JSON object")
 	}
 	var buf [planStack]jsonpick.Hit
-	hits := m.plan.read(rec, buf[:0])
+	hits := m.plan.pick.Read(rec, buf[:0])
 	var t ticket.Ticket
 	for _, f := range m.plan.fields {
 		s, path, err := f.get(hits)
