@@ -79,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Ingress serves POST /webhooks/{source}. It is safe for concurrent use.
 type Ingress struct {
-	endpoints      map[string]*Endpoint
+	routes         map[string]route // by source name
 	sink           Sink
 	log            *zap.Logger
 	m              *Metrics
@@ -88,12 +88,12 @@ type Ingress struct {
 	inflight       chan struct{} // one token per request being handled
 	backlog        func() uint64 // nil: no backlog limit
 	maxBacklog     uint64
-	hot            map[string]hotMetrics // by source: the series every accepted request touches
 }
 
-// hotMetrics are one source's series of an accepted request, resolved
-// once: WithLabelValues hashes the labels on every call.
-type hotMetrics struct {
+// route is one source's endpoint with the series every accepted request
+// touches, resolved once: WithLabelValues hashes the labels on every call.
+type route struct {
+	ep                    *Endpoint
 	accepted, answered202 prometheus.Counter
 	duration              prometheus.Observer
 }
@@ -103,20 +103,20 @@ type hotMetrics struct {
 // 503 with Retry-After: retryAfter when the store fails.
 func NewIngress(endpoints map[string]*Endpoint, sink Sink, publishTimeout, retryAfter time.Duration, log *zap.Logger, m *Metrics) *Ingress {
 	in := &Ingress{
-		endpoints:      endpoints,
+		routes:         make(map[string]route, len(endpoints)),
 		sink:           sink,
 		log:            log.Named("ingress"),
 		m:              m,
 		publishTimeout: publishTimeout,
 		retryAfter:     strconv.Itoa(int(retryAfter.Round(time.Second) / time.Second)),
 		inflight:       make(chan struct{}, DefaultMaxInFlight),
-		hot:            make(map[string]hotMetrics, len(endpoints)),
 	}
-	for name := range endpoints {
+	for name, ep := range endpoints {
 		for _, r := range rejectReasons {
 			m.rejected.WithLabelValues(name, r)
 		}
-		in.hot[name] = hotMetrics{
+		in.routes[name] = route{
+			ep:          ep,
 			accepted:    m.accepted.WithLabelValues(name),
 			answered202: m.requests.WithLabelValues(name, strconv.Itoa(http.StatusAccepted)),
 			duration:    m.duration.WithLabelValues(name),
@@ -175,7 +175,7 @@ type errorBody struct {
 func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("source")
-	ep, known := in.endpoints[name]
+	rt, known := in.routes[name]
 	label := name
 	if !known {
 		label = "unknown" // never a label value from the URL
@@ -187,24 +187,20 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			in.log.Error("webhook handler panicked", zap.String("source", label), zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 			code = in.fail(w, label, http.StatusInternalServerError, RejectInternal, "internal error", "")
 		}
-		hot, ok := in.hot[label]
-		switch {
-		case ok && code == http.StatusAccepted:
-			hot.answered202.Inc()
-		default:
+		if known && code == http.StatusAccepted {
+			rt.answered202.Inc()
+		} else {
 			in.m.requests.WithLabelValues(label, strconv.Itoa(code)).Inc()
 		}
-		switch {
-		case known && ok:
-			hot.duration.Observe(time.Since(start).Seconds())
-		case known:
-			in.m.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+		if known {
+			rt.duration.Observe(time.Since(start).Seconds())
 		}
 	}()
-	code = in.serve(w, r, ep, label)
+	code = in.serve(w, r, rt, label)
 }
 
-func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, label string) int {
+func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, rt route, label string) int {
+	ep := rt.ep
 	if ep == nil {
 		return in.fail(w, label, http.StatusNotFound, RejectUnknownSource, fmt.Sprintf("no webhook source %q is configured", r.PathValue("source")), "")
 	}
@@ -282,11 +278,7 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, ep *Endpoint, l
 		w.Header().Set("Retry-After", in.retryAfter)
 		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")
 	}
-	if hot, ok := in.hot[label]; ok {
-		hot.accepted.Inc()
-	} else {
-		in.m.accepted.WithLabelValues(label).Inc()
-	}
+	rt.accepted.Inc()
 	if ce := in.log.Check(zap.DebugLevel, "ticket accepted"); ce != nil { // no fields built above debug
 		ce.Write(zap.String("ticket_id", t.ID), zap.String("source", label))
 	}
