@@ -190,8 +190,8 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	var (
 		failed   []string
 		answered bool
-		found    ticket.Profile // when foundBy is not nil
-		foundBy  *chainSource
+		found    ticket.Profile // when known
+		known    bool
 	)
 	for i := range c.sources {
 		s := &c.sources[i]
@@ -218,8 +218,8 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 			return ticket.Profile{}, time.Time{}, err
 		}
 		if ok {
-			if foundBy == nil {
-				found, foundBy = p, s
+			if !known {
+				found, known = p, true
 			}
 			if !all {
 				break
@@ -237,7 +237,7 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	at := c.now()
 	// Nothing is known when every caller source failed: retry rather than
 	// serve the caller as unknown, or as inferred from one ticket.
-	if !ticketOnly && !answered && len(failed) > 0 && (foundBy == nil || found.Source == SourceInferred) {
+	if !ticketOnly && !answered && len(failed) > 0 && (!known || found.Source == SourceInferred) {
 		c.m.chainCounters[LookupNoAnswer].Inc()
 		return ticket.Profile{}, at, fmt.Errorf("%w: %s", ErrNoAnswer, strings.Join(failed, ", "))
 	}
@@ -251,7 +251,7 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 	}
 	// Only answers that needed a source beyond the Local ones are kept.
 	cacheable := asked && !ticketOnly && len(failed) == 0
-	if foundBy != nil {
+	if known {
 		c.m.chainCounters[LookupKnown].Inc()
 		switch {
 		case found.Source == SourceInferred:
@@ -272,11 +272,12 @@ func (c *Chain) lookup(ctx context.Context, caller ticket.Caller, tr *Trace, all
 		return fallback, at, nil
 	}
 	c.m.chainCounters[LookupUnknown].Inc()
+	p := unknown(reason())
 	if cacheable {
 		// Every source said no: remember that for the negative TTL.
-		c.cache.put(caller, unknown(reason()), at, gen)
+		c.cache.put(caller, p, at, gen)
 	}
-	return unknown(reason()), at, nil
+	return p, at, nil
 }
 
 // ticketDependent reports whether a source answers from the ticket rather
