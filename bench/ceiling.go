@@ -41,8 +41,8 @@ const ceilingSource = "generic"
 // With relay it is the relay instead: the same handler, and besides it the
 // bare processing stage deskrelay's architecture needs, with no work of
 // its own: a durable pull consumer on the ingest stream configured as
-// deskrelay's, up to [relayPending] messages at once, each published
-// unchanged (no decode, enrichment, routing or encoding) to a routed
+// deskrelay's, as many messages at once as its max_pending_acks default,
+// each published unchanged (no decode, enrichment, routing or encoding) to a routed
 // subject with Nats-Msg-Id routed:<ingest id> and the ticket id header,
 // and acked after the PubAck — the NATS work per ticket that deskrelay
 // cannot avoid: two stores, a delivery and an ack.
@@ -141,10 +141,6 @@ func serveNATS(ctx context.Context, dir, syncInterval string, ready func(httpAdd
 	return nil
 }
 
-// relayPending is how many ingest messages the relay handles at once, as
-// deskrelay's pipeline.max_pending_acks default.
-const relayPending = 256
-
 // runRelay moves every ingest message to subject until ctx ends, then
 // waits for the messages it took and returns nil. Like deskrelay's
 // pipeline, it takes a new message iterator after an error reading the
@@ -152,7 +148,8 @@ const relayPending = 256
 // 100ms doubling up to 2s; it returns the error only when the consumer
 // or the connection is gone.
 func runRelay(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string) error {
-	slots := make(chan struct{}, relayPending)
+	// As many messages at once as deskrelay's pipeline by default.
+	slots := make(chan struct{}, bus.DefaultPipeline().MaxPendingAcks)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
@@ -177,7 +174,7 @@ func runRelay(ctx context.Context, js jetstream.JetStream, cons jetstream.Consum
 // goroutines, at most cap(slots) at once, until ctx ends (nil) or the
 // iterator fails (its error).
 func relayIterator(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string, slots chan struct{}, wg *sync.WaitGroup) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(relayPending))
+	it, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)))
 	if err != nil {
 		return err
 	}

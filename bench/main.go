@@ -396,7 +396,7 @@ func run(ctx context.Context, o *options) error {
 				if o.source == "servicenow" {
 					path = "/webhooks/snow"
 				}
-			case "ceiling":
+			case "ceiling", "relay":
 				self, err := os.Executable()
 				if err != nil {
 					return err
@@ -406,17 +406,10 @@ func run(ctx context.Context, o *options) error {
 				if natsSrv != nil {
 					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
 				}
-			case "relay":
-				self, err := os.Executable()
-				if err != nil {
-					return err
+				if name == "relay" {
+					cmd.Args = append(cmd.Args, "-relay")
+					stream = "DESKRELAY_ROUTED"
 				}
-				cmd = exec.Command(self, "-serve-ceiling", dir, "-relay", "-sync-interval", o.syncInterval, "-source", o.source)
-				cmd.Env = cleanEnv()
-				if natsSrv != nil {
-					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
-				}
-				stream = "DESKRELAY_ROUTED"
 			}
 			fmt.Fprintf(os.Stderr, "bench: starting %s\n", name)
 			started := time.Now()
