@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -122,7 +123,7 @@ func lookupString(d *Directory, c ticket.Caller) string {
 
 func importFile(t *testing.T, kv jetstream.KeyValue, name string) int {
 	t.Helper()
-	entries, err := ParseFile(name, readTestdata(t, name), defaultQuadrant(t))
+	entries, err := ParseFile(name, fixture.Read(t, "testdata", name), defaultQuadrant(t))
 	if err != nil {
 		t.Fatalf("ParseFile(%s) = %v", name, err)
 	}
@@ -262,7 +263,7 @@ func TestDirectoryBadValues(t *testing.T) {
 func TestImportExport(t *testing.T) {
 	kv := startKV(t)
 	q := defaultQuadrant(t)
-	entries, err := ParseFile("good.yaml", readTestdata(t, "good.yaml"), q)
+	entries, err := ParseFile("good.yaml", fixture.Read(t, "testdata", "good.yaml"), q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestImportExport(t *testing.T) {
 func TestSeed(t *testing.T) {
 	kv := startKV(t)
 	q := defaultQuadrant(t)
-	entries, err := ParseFile("good.csv", readTestdata(t, "good.csv"), q)
+	entries, err := ParseFile("good.csv", fixture.Read(t, "testdata", "good.csv"), q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -42,7 +43,7 @@ func TestParseFileGood(t *testing.T) {
 		{"a yaml list gives every mapping", "good.yaml", []int{2, 5, 7, 10, 14, 15}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			entries, err := ParseFile(tt.file, readTestdata(t, tt.file), defaultQuadrant(t))
+			entries, err := ParseFile(tt.file, fixture.Read(t, "testdata", tt.file), defaultQuadrant(t))
 			if err != nil {
 				t.Fatalf("ParseFile(%s) = %v", tt.file, err)
 			}
@@ -82,7 +83,7 @@ func TestParseFileBad(t *testing.T) {
 		{"a yaml syntax error is reported at its line", "bad-syntax.yaml", []int{4}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			entries, err := ParseFile(tt.file, readTestdata(t, tt.file), defaultQuadrant(t))
+			entries, err := ParseFile(tt.file, fixture.Read(t, "testdata", tt.file), defaultQuadrant(t))
 			if entries != nil {
 				t.Errorf("ParseFile(%s) returned %d entries with an error, want none", tt.file, len(entries))
 			}
@@ -152,7 +153,7 @@ func FuzzParseFile(f *testing.F) {
 		"bad-syntax.json", "good.yaml", "bad.yaml", "bad-syntax.yaml"} {
 		for i, ext := range exts {
 			if name[len(name)-len(ext):] == ext {
-				f.Add(uint8(i), readTestdata(f, name))
+				f.Add(uint8(i), fixture.Read(f, "testdata", name))
 			}
 		}
 	}

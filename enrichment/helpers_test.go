@@ -2,8 +2,6 @@ package enrichment
 
 import (
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/deskrelay/deskrelay/config"
@@ -15,15 +13,6 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from current 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	golden.Check(t, name, got, *update)
-}
-
-func readTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // defaultQuadrant is the quadrant of an empty config: scale 10, thresholds 5.

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/deskrelay/deskrelay/config"
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
@@ -45,16 +46,16 @@ func fakeServiceNow(t *testing.T, record map[string]any) (*httptest.Server, *ato
 				_ = json.NewEncoder(w).Encode(map[string]any{"result": record})
 				return
 			}
-			_, _ = w.Write(readTestdata(t, "sys_user_record.json"))
+			_, _ = w.Write(fixture.Read(t, "testdata", "sys_user_record.json"))
 		case strings.HasPrefix(r.URL.Path, "/api/now/table/sys_user/"):
 			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write(readTestdata(t, "error_404_no_record.json"))
+			_, _ = w.Write(fixture.Read(t, "testdata", "error_404_no_record.json"))
 		case r.URL.Path == "/api/now/table/sys_user":
 			if r.URL.Query().Get("sysparm_limit") != "1" || !strings.Contains(r.URL.Query().Get("sysparm_fields"), "u_it_profile") {
 				t.Errorf("sys_user list query = %q, want sysparm_limit=1 and the profile field", r.URL.RawQuery)
 			}
 			if r.URL.Query().Get("sysparm_query") == "email="+aishaEmail {
-				_, _ = w.Write(readTestdata(t, "sys_user_lookup_by_email.json"))
+				_, _ = w.Write(fixture.Read(t, "testdata", "sys_user_lookup_by_email.json"))
 				return
 			}
 			_, _ = w.Write([]byte(`{"result":[]}`))
@@ -126,7 +127,7 @@ func TestUserField(t *testing.T) {
 	})
 	t.Run("two score fields are classified on their scale", func(t *testing.T) {
 		var rec map[string]any
-		if err := json.Unmarshal(readTestdata(t, "sys_user_record.json"), &struct {
+		if err := json.Unmarshal(fixture.Read(t, "testdata", "sys_user_record.json"), &struct {
 			Result *map[string]any `json:"result"`
 		}{&rec}); err != nil {
 			t.Fatal(err)

@@ -6,12 +6,13 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
 
 func TestStatic(t *testing.T) {
 	q := defaultQuadrant(t)
-	entries, err := ParseFile("good.csv", readTestdata(t, "good.csv"), q)
+	entries, err := ParseFile("good.csv", fixture.Read(t, "testdata", "good.csv"), q)
 	if err != nil {
 		t.Fatal(err)
 	}

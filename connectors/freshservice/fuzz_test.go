@@ -55,7 +55,7 @@ func FuzzNormalize(f *testing.F) {
 // body; a body changed after signing is always refused.
 func FuzzWebhookAuth(f *testing.F) {
 	body := fixture.Read(f, "testdata", "webhook_workflow_automator.json")
-	token := readRequestHeaders(f, "webhook_workflow_automator.headers").Get("X-Deskrelay-Token")
+	token := fixture.Header(f, "testdata", "webhook_workflow_automator.headers").Get("X-Deskrelay-Token")
 	bearer, err := connectors.NewAuth("a", config.Auth{Type: "bearer", Token: config.NewSecret(token)})
 	if err != nil {
 		f.Fatal(err)

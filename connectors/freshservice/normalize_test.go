@@ -1,13 +1,11 @@
 package freshservice
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"net/http"
-	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -26,16 +24,6 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from current 
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	golden.Check(t, name, got, *update)
-}
-
-// readRequestHeaders parses a request .headers fixture.
-func readRequestHeaders(t testing.TB, name string) http.Header {
-	t.Helper()
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(fixture.Read(t, "testdata", name)))).ReadMIMEHeader()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return http.Header(h)
 }
 
 // ticketJSON is the golden form of a normalised ticket: indented, with
@@ -268,7 +256,7 @@ func TestConfigErrors(t *testing.T) {
 // the request over the raw bytes, before Normalize parses them.
 func TestWebhookAuth(t *testing.T) {
 	body := fixture.Read(t, "testdata", "webhook_workflow_automator.json")
-	fixture := readRequestHeaders(t, "webhook_workflow_automator.headers")
+	fixture := fixture.Header(t, "testdata", "webhook_workflow_automator.headers")
 	token := fixture.Get("X-Deskrelay-Token")
 	bearer, err := connectors.NewAuth("connectors.fs.auth", config.Auth{Type: "bearer", Token: config.NewSecret(token)})
 	if err != nil {
