@@ -80,11 +80,9 @@ func StreamWithDefaults(kind string, s config.Stream) config.Stream {
 }
 
 // DefaultPipeline returns the processing-stage defaults, those of
-// [config.Default] (durable "deskrelay-pipeline", max_deliver 10, ack_wait
-// 30s, max_ack_pending 1000, workers 4, retry_delay 2s, max_pending_acks
-// 256). max_deliver is counted by internal/pipeline,
-// not by the server (see [Bus.IngestConsumer]); retry_delay is the first
-// of delays that double per delivery (pipeline.RetryDelay).
+// [config.Default]. max_deliver is counted by internal/pipeline, not by
+// the server (see [Bus.IngestConsumer]); retry_delay is the first of
+// delays that double per delivery (pipeline.RetryDelay).
 func DefaultPipeline() config.Pipeline { return config.Default().Pipeline }
 
 // PipelineWithDefaults returns p with every zero field set from
