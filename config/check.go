@@ -145,6 +145,11 @@ func (c *Config) check() Errors {
 	if p.RetryDelay < 0 {
 		bad("pipeline.retry_delay", "must not be negative, got %s", p.RetryDelay)
 	}
+	// Routed inline, a vendor's retry of a webhook is de-duplicated by the
+	// routed stream's window, not the ingest stream's.
+	if in, rt := n.Streams.Ingest.DuplicateWindow, n.Streams.Routed.DuplicateWindow; p.Inline && rt < in {
+		bad("pipeline.inline", "needs nats.streams.routed.duplicate_window (%s) at least as long as the ingest stream's (%s): routed inline, a vendor's retry is de-duplicated by the routed stream", rt, in)
+	}
 
 	for name, con := range c.Connectors {
 		if con.Type == "" {

@@ -90,6 +90,20 @@ func TestLoadEnv(t *testing.T) {
 			},
 		},
 		{
+			name: "routing inline can be turned on from the environment",
+			env:  map[string]string{"DESKRELAY_PIPELINE_INLINE": "true"},
+			check: func(t *testing.T, c *Config) {
+				if !c.Pipeline.Inline {
+					t.Error("pipeline.inline = false, want true from the env")
+				}
+			},
+		},
+		{
+			name:    "routing inline needs the routed stream to remember ids as long as the ingest stream",
+			env:     map[string]string{"DESKRELAY_PIPELINE_INLINE": "true", "DESKRELAY_NATS_STREAMS_ROUTED_DUPLICATE_WINDOW": "2m"},
+			wantErr: `env DESKRELAY_PIPELINE_INLINE: pipeline.inline: needs nats.streams.routed.duplicate_window (2m0s) at least as long as the ingest stream's (24h0m0s): routed inline, a vendor's retry is de-duplicated by the routed stream`,
+		},
+		{
 			name:    "a port that is not a number is refused",
 			env:     map[string]string{"DESKRELAY_HTTP_LISTEN": "127.0.0.1:http"},
 			wantErr: `env DESKRELAY_HTTP_LISTEN: http.listen: "127.0.0.1:http": port must be a number from 0 to 65535`,

@@ -119,6 +119,10 @@ type Pipeline struct {
 	RetryDelay    time.Duration `mapstructure:"retry_delay"`
 	// MaxPendingAcks bounds the routed publishes awaiting their PubAck.
 	MaxPendingAcks int `mapstructure:"max_pending_acks"`
+	// Inline routes webhooks in the request: the routed message is the one
+	// store, and the ingest stream takes only what could not be routed at
+	// once (and polled tickets).
+	Inline bool `mapstructure:"inline"`
 }
 
 // Connector configures one named source. Type selects the vendor package;

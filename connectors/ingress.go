@@ -63,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source", "reason"}),
 		accepted: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "deskrelay_webhook_accepted_total",
-			Help: "Tickets stored in the ingest stream from webhooks, by configured source.",
+			Help: "Webhook tickets stored in JetStream (the ingest stream, or routed at once with pipeline.inline), by configured source.",
 		}, []string{"source"}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "deskrelay_webhook_request_duration_seconds",
@@ -88,6 +88,14 @@ type Ingress struct {
 	inflight       chan struct{} // one token per request being handled
 	backlog        func() uint64 // nil: no backlog limit
 	maxBacklog     uint64
+	inline         InlineRouter // nil: every ticket goes to the sink
+}
+
+// InlineRouter routes a ticket at once and stores its routed message
+// (pipeline.Processor.RouteNow). An error means nothing was stored, and
+// the ingress stores the ticket in its sink instead.
+type InlineRouter interface {
+	RouteNow(ctx context.Context, t *ticket.Ticket) error
 }
 
 // route is one source's endpoint with the series every accepted request
@@ -156,6 +164,16 @@ func (in *Ingress) SetMaxBacklog(backlog func() uint64, max uint64) error {
 	return nil
 }
 
+// SetInline makes the ingress route each valid ticket in the request
+// through r (pipeline.inline): the 202 then follows the store of the
+// routed message, one JetStream store instead of the ingest store and the
+// processor's work after it. A ticket r does not route (r's error: a
+// failed lookup, no route, the directory still loading, a routed message
+// NATS refused) is stored in the sink as without r, for the processing
+// stage to retry or dead-letter; the answer is the same 202. Both stores
+// share the request's publish timeout. Call it before serving.
+func (in *Ingress) SetInline(r InlineRouter) { in.inline = r }
+
 // Accepted is the body of a 202 answer.
 type Accepted struct {
 	Status string `json:"status"`
@@ -171,7 +189,8 @@ type errorBody struct {
 }
 
 // ServeHTTP handles one webhook request. The answer is 202 only after the
-// sink stored the ticket.
+// ticket is stored: by the sink, or routed by the inline router
+// ([Ingress.SetInline]).
 func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("source")
@@ -258,6 +277,9 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, rt route, label
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), in.publishTimeout)
 	defer cancel()
+	if in.inline != nil && in.inline.RouteNow(ctx, &t) == nil {
+		return in.accept(w, rt, &t, label)
+	}
 	if err := in.sink.Ingest(ctx, t); err != nil {
 		var tooLarge interface{ TooLarge() bool }
 		var badInput interface{ BadInput() bool }
@@ -278,6 +300,11 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, rt route, label
 		w.Header().Set("Retry-After", in.retryAfter)
 		return in.fail(w, label, http.StatusServiceUnavailable, RejectUnavailable, "ticket store unavailable; retry later", "")
 	}
+	return in.accept(w, rt, &t, label)
+}
+
+// accept answers 202 for t, stored.
+func (in *Ingress) accept(w http.ResponseWriter, rt route, t *ticket.Ticket, label string) int {
 	rt.accepted.Inc()
 	if ce := in.log.Check(zap.DebugLevel, "ticket accepted"); ce != nil { // no fields built above debug
 		ce.Write(zap.String("ticket_id", t.ID), zap.String("source", label))

@@ -55,7 +55,7 @@ func (s *memSink) Ingest(_ context.Context, t ticket.Ticket) error {
 	return nil
 }
 
-func newServer(t *testing.T, sink connectors.Sink) (*httptest.Server, *prometheus.Registry) {
+func newServer(t *testing.T, sink connectors.Sink, opts ...func(*connectors.Ingress)) (*httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	cfg := map[string]config.Connector{
 		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 2048},
@@ -67,7 +67,11 @@ func newServer(t *testing.T, sink connectors.Sink) (*httptest.Server, *prometheu
 	reg := prometheus.NewRegistry()
 	m := connectors.NewMetrics(reg)
 	mux := http.NewServeMux()
-	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps.Endpoints, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), m))
+	in := connectors.NewIngress(eps.Endpoints, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), m)
+	for _, o := range opts {
+		o(in)
+	}
+	mux.Handle("/webhooks/{source}", in)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, reg
@@ -169,7 +173,7 @@ func TestIngressStoresSourceAndMetrics(t *testing.T) {
 		t.Errorf("metrics lint: %v %v", err, problems)
 	}
 	want := `
-# HELP deskrelay_webhook_accepted_total Tickets stored in the ingest stream from webhooks, by configured source.
+# HELP deskrelay_webhook_accepted_total Webhook tickets stored in JetStream (the ingest stream, or routed at once with pipeline.inline), by configured source.
 # TYPE deskrelay_webhook_accepted_total counter
 deskrelay_webhook_accepted_total{source="generic"} 1
 `
@@ -306,4 +310,85 @@ func TestIngressSenderGoneIsNotAStoreFailure(t *testing.T) {
 	if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != 0 {
 		t.Errorf("%d warnings logged for a sender that hung up, want 0: %v", n, logs.FilterLevelExact(zap.WarnLevel).All())
 	}
+}
+
+// inlineRouter records the tickets it is given and fails with err.
+type inlineRouter struct {
+	mu      sync.Mutex
+	tickets []ticket.Ticket
+	err     error
+}
+
+func (r *inlineRouter) RouteNow(ctx context.Context, t *ticket.Ticket) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		return errors.New("no deadline: the publish timeout is not applied")
+	}
+	r.tickets = append(r.tickets, *t)
+	return r.err
+}
+
+// TestIngressRoutesInline checks pipeline.inline's ingress side: a ticket
+// routed in the request is not stored in the sink, one that was not is,
+// and the answer follows whichever store took it.
+func TestIngressRoutesInline(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		routeErr  error
+		sinkDown  bool
+		wantCode  int
+		wantSunk  int
+		wantAccpt float64
+	}{
+		{"routed in the request", nil, false, 202, 0, 1},
+		{"routed in the request while the sink is down", nil, true, 202, 0, 1},
+		{"not routed: stored in the sink", errors.New("enrich: profile lookup: directory unreachable"), false, 202, 1, 1},
+		{"not routed and the sink is down", errors.New("publish_routed: nats: timeout"), true, 503, 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &memSink{down: tt.sinkDown}
+			rt := &inlineRouter{err: tt.routeErr}
+			srv, reg := newServer(t, sink, func(in *connectors.Ingress) { in.SetInline(rt) })
+			req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/webhooks/generic", strings.NewReader(goodTicket))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer t0ken")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantCode {
+				t.Fatalf("status = %d (%s), want %d", resp.StatusCode, body, tt.wantCode)
+			}
+			if len(rt.tickets) != 1 || rt.tickets[0].ID != "INC1" || rt.tickets[0].Source != "generic" {
+				t.Errorf("router got %+v, want ticket INC1 of source generic", rt.tickets)
+			}
+			if len(sink.tickets) != tt.wantSunk {
+				t.Errorf("sink stored %d tickets, want %d", len(sink.tickets), tt.wantSunk)
+			}
+			if got := sumOf(t, reg, "deskrelay_webhook_accepted_total"); got != tt.wantAccpt {
+				t.Errorf("deskrelay_webhook_accepted_total = %v, want %v", got, tt.wantAccpt)
+			}
+		})
+	}
+}
+
+// sumOf adds up the values of the counter series named name in reg.
+func sumOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -182,7 +182,7 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	}
 	enricher := profiler{chain: prof.Chain, familiar: prof.Familiar, m: profMetrics, log: log.Named("profiles")}
 	proc := pipeline.New(cons, enricher, familiarRouter{tree: p.tree, familiar: prof.Familiar}, b, cfg.Pipeline, log, pipeline.NewMetrics(reg),
-		pipeline.WithMaxPending(cfg.Pipeline.MaxPendingAcks))
+		pipeline.WithMaxPending(cfg.Pipeline.MaxPendingAcks), pipeline.WithReady(dir.Synced()))
 
 	mux := http.NewServeMux()
 	if p.surveys != nil {
@@ -193,6 +193,10 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	ingress := connectors.NewIngress(p.endpoints, b, cfg.HTTP.PublishTimeout, cfg.HTTP.RetryAfter, log, connectors.NewMetrics(reg))
 	if err := ingress.SetMaxInFlight(cfg.HTTP.MaxInFlight); err != nil {
 		return err
+	}
+	if cfg.Pipeline.Inline {
+		ingress.SetInline(proc)
+		log.Info("webhooks are routed in the request (pipeline.inline); the ingest stream takes what cannot be routed at once, and polled tickets")
 	}
 	if cfg.HTTP.MaxBacklog > 0 {
 		if err := ingress.SetMaxBacklog(proc.Backlog, uint64(cfg.HTTP.MaxBacklog)); err != nil {

@@ -137,8 +137,63 @@ func laptop(id, email string) string {
 
 // The done-when of the core issue: the same laptop problem from the four
 // example users yields four routed messages that differ as DESIGN.md §1 says.
+// Both ways: through the ingest stream and, with pipeline.inline, in the
+// request.
 func TestServeRoutesTheFourProfiles(t *testing.T) {
-	r := startServe(t, nil)
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { testServeRoutesTheFourProfiles(t, mode.env) })
+	}
+}
+
+// modes are the two ways of routing a webhook, as env overrides.
+var modes = []struct {
+	name string
+	env  map[string]string
+}{
+	{"through the ingest stream", nil},
+	{"inline", map[string]string{"DESKRELAY_PIPELINE_INLINE": "true"}},
+}
+
+// waitReady waits until r answers /readyz with 200: the directory is
+// loaded, so a webhook routed inline is not handed to the processor for
+// being early.
+func (r *running) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + r.HTTP + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 30s (last: %v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// streamMsgs returns how many messages stream holds on r's NATS.
+func (r *running) streamMsgs(t *testing.T, stream string) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(r.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.Msgs
+}
+
+func testServeRoutesTheFourProfiles(t *testing.T, env map[string]string) {
+	r := startServe(t, env)
+	r.waitReady(t)
 	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
 	want := map[string]struct {
 		profile       ticket.ProfileName
@@ -187,10 +242,24 @@ func TestServeRoutesTheFourProfiles(t *testing.T) {
 			t.Errorf("%s headers = %v", rt.Ticket.ID, h)
 		}
 	}
+	wantIngest := uint64(4)
+	if env != nil {
+		wantIngest = 0
+	}
+	if n := r.streamMsgs(t, "DESKRELAY_INGEST"); n != wantIngest {
+		t.Errorf("DESKRELAY_INGEST holds %d messages, want %d", n, wantIngest)
+	}
 }
 
 func TestServeStoresARedeliveredWebhookOnce(t *testing.T) {
-	r := startServe(t, nil)
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { testServeStoresARedeliveredWebhookOnce(t, mode.env) })
+	}
+}
+
+func testServeStoresARedeliveredWebhookOnce(t *testing.T, env map[string]string) {
+	r := startServe(t, env)
+	r.waitReady(t)
 	next := routedReader(t, r.NATS, "DESKRELAY_ROUTED")
 	for i := range 2 {
 		if code, body := r.post(t, laptop("DUP-1", "doer@example.com")); code != http.StatusAccepted {
@@ -207,16 +276,13 @@ func TestServeStoresARedeliveredWebhookOnce(t *testing.T) {
 		_ = json.Unmarshal(next().Data(), &rt)
 		ids = append(ids, rt.Ticket.ID)
 	}
-	nc, _ := nats.Connect(r.NATS)
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	for _, s := range []string{"DESKRELAY_INGEST", "DESKRELAY_ROUTED"} {
-		st, err := js.Stream(t.Context(), s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := st.CachedInfo().State.Msgs; n != 2 {
-			t.Errorf("%s holds %d messages after DUP-1 twice and AFTER-1, want 2 (routed ids %v)", s, n, ids)
+	want := map[string]uint64{"DESKRELAY_INGEST": 2, "DESKRELAY_ROUTED": 2}
+	if env != nil { // inline: nothing through the ingest stream
+		want["DESKRELAY_INGEST"] = 0
+	}
+	for s, w := range want {
+		if n := r.streamMsgs(t, s); n != w {
+			t.Errorf("%s holds %d messages after DUP-1 twice and AFTER-1, want %d (routed ids %v)", s, n, w, ids)
 		}
 	}
 }

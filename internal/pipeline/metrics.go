@@ -20,6 +20,10 @@ const (
 
 var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublishRouted, StagePublishDLQ}
 
+// stageReady labels the inline fallbacks of tickets that came before the
+// processor was ready ([ErrNotReady]).
+const stageReady = "ready"
+
 // Metrics are the processing stage's Prometheus collectors:
 //
 //	deskrelay_routed_total{tier,channel,profile}
@@ -29,6 +33,8 @@ var stages = []string{StageDecode, StageEnrich, StageRoute, StagePublishRouted, 
 //	deskrelay_pipeline_retries_total{stage="enrich|publish_routed|publish_dlq"}
 //	deskrelay_pipeline_panics_total{stage}
 //	deskrelay_pipeline_consume_errors_total
+//	deskrelay_inline_routed_total
+//	deskrelay_inline_fallbacks_total{stage="ready|enrich|route|publish_routed"}
 //
 // Every series of the known label values is created at zero.
 type Metrics struct {
@@ -46,6 +52,11 @@ type Metrics struct {
 	// consumeErrors counts errors of the consumer's message iterator
 	// (missed heartbeats, a lost pull request) after which Run recreated it.
 	consumeErrors prometheus.Counter
+	// inlineRouted and inlineFallbacks count what RouteNow did; the
+	// fallbacks by stage, resolved once.
+	inlineRouted       prometheus.Counter
+	inlineFallbacksVec *prometheus.CounterVec
+	inlineFallbacks    map[string]prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
@@ -83,6 +94,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "deskrelay_pipeline_consume_errors_total",
 			Help: "Errors reading the ingest consumer (missed heartbeats during a NATS stall, a failed pull request) after which the processor backed off and resumed.",
 		}),
+		inlineRouted: f.NewCounter(prometheus.CounterOpts{
+			Name: "deskrelay_inline_routed_total",
+			Help: "Webhook tickets routed and published in the request (pipeline.inline), without the ingest stream.",
+		}),
+	}
+	m.inlineFallbacksVec = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskrelay_inline_fallbacks_total",
+		Help: "Webhook tickets that could not be routed in the request (pipeline.inline) and were stored in the ingest stream for the processor instead, by the stage that failed.",
+	}, []string{"stage"})
+	m.inlineFallbacks = make(map[string]prometheus.Counter, 4)
+	for _, s := range []string{stageReady, StageEnrich, StageRoute, StagePublishRouted} {
+		m.inlineFallbacks[s] = m.inlineFallbacksVec.WithLabelValues(s)
 	}
 	m.routedBy = make(map[[3]string]prometheus.Counter, len(ticket.Tiers)*len(ticket.Channels)*len(ticket.ProfileNames))
 	for _, tier := range ticket.Tiers {

@@ -42,6 +42,10 @@ type Publisher interface {
 // ErrInvalidOption wraps the error of an option given a bad value.
 var ErrInvalidOption = errors.New("invalid pipeline option")
 
+// ErrNotReady is returned by [Processor.RouteNow] before the channel of
+// [WithReady] is closed.
+var ErrNotReady = errors.New("not ready to route: the profile directory is still loading")
+
 // DefaultDrainTimeout is how long Run lets in-flight messages finish after
 // its ctx ended.
 const DefaultDrainTimeout = 10 * time.Second
@@ -121,6 +125,20 @@ func WithMaxPending(n int) Option {
 	}
 }
 
+// WithReady makes [Processor.RouteNow] refuse, with [ErrNotReady], until
+// ready is closed: until the profile directory is loaded every caller
+// would look unknown, and the ingest stream keeps those tickets for Run,
+// which its caller starts only then.
+func WithReady(ready <-chan struct{}) Option {
+	return func(p *Processor) error {
+		if ready == nil {
+			return fmt.Errorf("%w: ready channel must not be nil", ErrInvalidOption)
+		}
+		p.ready = ready
+		return nil
+	}
+}
+
 // Processor is the processing stage. Run it once; SetRouter may be called
 // concurrently with Run.
 type Processor struct {
@@ -135,8 +153,9 @@ type Processor struct {
 	now          func() time.Time
 	drainTimeout time.Duration
 	maxPending   int
-	backlog      atomic.Uint64 // NumPending of the last delivery
-	err          error         // from an option, returned by Run
+	backlog      atomic.Uint64   // NumPending of the last delivery
+	ready        <-chan struct{} // RouteNow refuses until closed; nil: ready
+	err          error           // from an option, returned by Run
 	// pullOpts are added to the iterator's options (tests shorten the
 	// heartbeat).
 	pullOpts []jetstream.PullMessagesOpt
@@ -376,7 +395,8 @@ func (p *Processor) release(msg jetstream.Msg) {
 	}
 }
 
-// delivery is one message being handled.
+// delivery is one message being handled, or one ticket routed inline
+// (msg and meta nil).
 type delivery struct {
 	msg      jetstream.Msg
 	meta     *jetstream.MsgMetadata
@@ -392,7 +412,11 @@ type delivery struct {
 // built on first use, not per message: the happy path logs nothing above
 // debug, and With on every message cost 5% of the bytes allocated.
 func (d *delivery) logger() *zap.Logger {
-	if d.log == nil {
+	switch {
+	case d.log != nil:
+	case d.meta == nil: // routed inline: no ingest message
+		d.log = d.base.With(zap.String("msg_id", d.id), zap.Bool("inline", true))
+	default:
 		d.log = d.base.With(zap.String("msg_id", d.id), zap.Uint64("seq", d.meta.Sequence.Stream), zap.Uint64("attempt", d.meta.NumDelivered))
 	}
 	if !d.logTID && d.ticketID != "" {
@@ -478,28 +502,23 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 		return
 	}
 
-	var prof ticket.Profile
-	err = p.guard(d, StageEnrich, func() (err error) { prof, err = p.enr.Lookup(hctx, &tk); return err })
+	routed, stage, err := p.decide(hctx, d, &tk)
 	switch {
-	case errors.Is(err, errPanic):
+	case err == nil:
+	case stage == StageEnrich && !errors.Is(err, errPanic):
+		p.retry(ctx, hctx, d, StageEnrich, tk.ID, err)
+		return
+	case stage == StageEnrich:
 		p.deadLetter(hctx, d, ticket.ReasonEnrichment, tk.ID, err)
 		return
-	case err != nil:
-		p.retry(ctx, hctx, d, StageEnrich, tk.ID, fmt.Errorf("profile lookup: %w", err))
-		return
-	}
-
-	rt := p.router.Load().r
-	var dec ticket.Routing
-	err = p.guard(d, StageRoute, func() (err error) { dec, err = rt.Route(&tk, &prof); return err })
-	if err != nil {
+	default:
 		p.deadLetter(hctx, d, ticket.ReasonRouting, tk.ID, err)
 		return
 	}
+	dec, prof := routed.Routing, routed.Profile
 
-	routed := &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: tk, Profile: prof, Routing: dec, RoutedAt: p.now()}
 	done() // waiting for the PubAck needs no worker
-	err = p.guard(d, StagePublishRouted, func() error { return p.pub.PublishRouted(hctx, "routed:"+d.id, routed) })
+	err = p.guard(d, StagePublishRouted, func() error { return p.pub.PublishRouted(hctx, RoutedMsgID(d.id), routed) })
 	if err != nil {
 		err = fmt.Errorf("publish routed: %w", err)
 		if permanentPublish(err) { // the same message would fail again
@@ -525,6 +544,84 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 	d.logger().Debug("ticket routed", zap.String("tier", string(dec.Tier)), zap.String("channel", string(dec.Channel)),
 		zap.String("route", strings.Join(dec.Rules, "/")), zap.String("source", d.source))
 }
+
+// RouteNow routes tk at once, in the caller's goroutine, instead of
+// through the ingest stream: it asks for the profile and the decision and
+// publishes the routed message under Nats-Msg-Id [RoutedMsgID](tk.MsgID()),
+// the id the processor would give it. A nil error means the routed message
+// is stored (or was already, under that id). tk must be valid
+// (ticket.Validate) and carry its source.
+//
+// Any error means nothing was routed, and the caller should store tk in
+// the ingest stream instead, where the processor retries, or dead-letters,
+// it as it does every ticket: a profile lookup that failed or a panic, a
+// ticket with no route, a routed message NATS refused, or [ErrNotReady].
+// The error is wrapped with the stage that failed and counted in
+// deskrelay_inline_fallbacks_total{stage}. This is the webhook ingress's
+// fast path (pipeline.inline): one JetStream store per ticket instead of
+// two, a delivery and an ack. Safe for concurrent use, also with Run.
+func (p *Processor) RouteNow(ctx context.Context, tk *ticket.Ticket) error {
+	if p.err != nil {
+		return fmt.Errorf("pipeline: %w", p.err)
+	}
+	if p.ready != nil {
+		select {
+		case <-p.ready:
+		default:
+			p.m.inlineFallbacks[stageReady].Inc()
+			return ErrNotReady
+		}
+	}
+	d := &delivery{id: tk.MsgID(), source: tk.Source, ticketID: tk.ID, base: p.log}
+	routed, stage, err := p.decide(ctx, d, tk)
+	if err == nil {
+		stage = StagePublishRouted
+		err = p.guard(d, stage, func() error { return p.pub.PublishRouted(ctx, RoutedMsgID(d.id), routed) })
+	}
+	if err != nil {
+		p.m.inlineFallbacks[stage].Inc()
+		if ce := p.log.Check(zap.DebugLevel, "not routed inline, storing it for the processor"); ce != nil {
+			ce.Write(zap.String("ticket_id", tk.ID), zap.String("source", tk.Source), zap.String("stage", stage), zap.Error(err))
+		}
+		return fmt.Errorf("%s: %w", stage, err)
+	}
+	dec := &routed.Routing
+	p.m.countRouted(string(dec.Tier), string(dec.Channel), string(routed.Profile.Name))
+	p.m.inlineRouted.Inc()
+	if ce := p.log.Check(zap.DebugLevel, "ticket routed inline"); ce != nil {
+		ce.Write(zap.String("ticket_id", tk.ID), zap.String("source", tk.Source), zap.String("tier", string(dec.Tier)),
+			zap.String("channel", string(dec.Channel)), zap.String("route", strings.Join(dec.Rules, "/")))
+	}
+	return nil
+}
+
+// decide asks the enricher for tk's caller profile and the router for the
+// decision, and returns the routed message. On failure it names the stage
+// that failed (StageEnrich: transient, unless errPanic; StageRoute:
+// permanent).
+func (p *Processor) decide(ctx context.Context, d *delivery, tk *ticket.Ticket) (*ticket.Routed, string, error) {
+	var prof ticket.Profile
+	err := p.guard(d, StageEnrich, func() (err error) { prof, err = p.enr.Lookup(ctx, tk); return err })
+	if err != nil {
+		if !errors.Is(err, errPanic) {
+			err = fmt.Errorf("profile lookup: %w", err)
+		}
+		return nil, StageEnrich, err
+	}
+	rt := p.router.Load().r
+	var dec ticket.Routing
+	if err := p.guard(d, StageRoute, func() (err error) { dec, err = rt.Route(tk, &prof); return err }); err != nil {
+		return nil, StageRoute, err
+	}
+	return &ticket.Routed{Schema: ticket.RoutedSchema, Ticket: *tk, Profile: prof, Routing: dec, RoutedAt: p.now()}, "", nil
+}
+
+// RoutedMsgID returns the Nats-Msg-Id of the routed message of the ticket
+// stored under ingestID (its ticket.MsgID): "routed:" + ingestID. The
+// processor and [Processor.RouteNow] use the same, so that a ticket routed
+// by both (a webhook routed at once, then retried by its vendor into the
+// ingest stream) is stored once.
+func RoutedMsgID(ingestID string) string { return "routed:" + ingestID }
 
 // retry naks d for a later attempt after a transient failure (delay
 // [RetryDelay]), or sends it to the dead letters once it had

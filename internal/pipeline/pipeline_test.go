@@ -727,7 +727,7 @@ func TestInvalidOptionFailsRun(t *testing.T) {
 
 func TestMetricsLint(t *testing.T) {
 	m := NewMetrics(nil)
-	for _, c := range []prometheus.Collector{m.routed, m.dlq, m.latency, m.stage, m.retries, m.panics, m.consumeErrors} {
+	for _, c := range []prometheus.Collector{m.routed, m.dlq, m.latency, m.stage, m.retries, m.panics, m.consumeErrors, m.inlineRouted, m.inlineFallbacksVec} {
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil {
 			t.Fatalf("CollectAndLint: %v", err)
