@@ -226,8 +226,39 @@ func TestMedians(t *testing.T) {
 	}
 	// Ratios within each repetition: 0.5, 1.5, 0.2 → median 0.5, not
 	// the ratio of the medians (200/200 = 1).
-	mr := medianRatios(all, "ceiling")
+	mr := medianRatios(all, "deskrelay", "ceiling")
 	if len(mr) != 1 || mr[0].Ratios["e2e_per_second"] != 0.5 || mr[0].Ratios["cpu_seconds_per_1000"] != 2 {
 		t.Errorf("medianRatios = %+v, want e2e 0.5 and cpu 2", mr)
 	}
+}
+
+// TestTableRatios checks that each ratio column divides the right
+// servers: deskrelay and inline by the ceiling, deskrelay by the relay.
+func TestTableRatios(t *testing.T) {
+	phase := func(rate float64) []PhaseResult {
+		return []PhaseResult{{Name: "closed", Senders: 32, E2ERate: rate, IngressRate: rate}}
+	}
+	ts := []*TargetResult{
+		{Name: "deskrelay", Phases: phase(500)},
+		{Name: "inline", Phases: phase(800)},
+		{Name: "ceiling", Phases: phase(1000)},
+		{Name: "relay", Phases: phase(625)},
+	}
+	r := &Result{Targets: ts, Ratios: ratios(ts, "deskrelay", "ceiling"), RelayRatios: ratios(ts, "deskrelay", "relay"),
+		InlineRatios: ratios(ts, "inline", "ceiling")}
+	var b strings.Builder
+	printTable(&b, r)
+	out := b.String()
+	if !strings.Contains(out, "inline÷ceiling  deskrelay÷ceiling  deskrelay÷relay") {
+		t.Fatalf("table header lacks the three ratio columns:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "end-to-end throughput") {
+			if f := strings.Fields(line); len(f) < 3 || strings.Join(f[len(f)-7:], " ") != "500 800 1000 625 0.80× 0.50× 0.80×" {
+				t.Errorf("throughput row = %q, want the four rates then 0.80× 0.50× 0.80×", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no throughput row in:\n%s", out)
 }

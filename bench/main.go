@@ -83,10 +83,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.workers, "max-inflight", 512, "open loop: most requests in flight; a request due beyond that is dropped and counted")
 	fs.IntVar(&o.callers, "callers", 50000, "callers in the generated profile directory")
 	fs.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "most requests per phase")
-	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or a multiple of deskrelay's closed-loop end-to-end throughput (\"0.5x\", \"2x\"); empty: no open loop")
+	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or a multiple of a deskrelay's closed-loop end-to-end throughput (\"0.5x\", \"2x\") of the first deskrelay target in -targets, the same for every server; empty: no open loop")
 	fs.StringVar(&o.source, "source", "generic", "webhook kind: generic (normalised tickets, the example config's source) or servicenow (Table API records to a servicenow source added to the config copy)")
 	fs.StringVar(&o.syncInterval, "sync-interval", "2m", "JetStream sync_interval of both servers: a duration or \"always\"")
-	fs.StringVar(&o.targets, "targets", "deskrelay,ceiling,relay", "which servers to measure, in order: deskrelay, the ceiling, the relay (the ceiling plus a bare ingest → routed stage: the NATS work deskrelay's architecture needs)")
+	fs.StringVar(&o.targets, "targets", "inline,deskrelay,ceiling,relay", "which servers to measure, in order: inline (deskrelay, the example config with pipeline.inline: true), deskrelay (the example config as it is: two stages), the ceiling, the relay (the ceiling plus a bare ingest → routed stage: the NATS work deskrelay's two stages need)")
 	fs.StringVar(&o.config, "config", "deploy/examples/deskrelay.yaml", "deskrelay config to copy (relative to the module root)")
 	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
 	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
@@ -133,8 +133,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, err
 	}
 	for t := range strings.SplitSeq(o.targets, ",") {
-		if t != "deskrelay" && t != "ceiling" && t != "relay" {
-			return nil, fmt.Errorf("-targets: %q is not deskrelay, ceiling or relay", t)
+		if t != "deskrelay" && t != "inline" && t != "ceiling" && t != "relay" {
+			return nil, fmt.Errorf("-targets: %q is not deskrelay, inline, ceiling or relay", t)
 		}
 	}
 	return o, nil
@@ -220,10 +220,13 @@ type Result struct {
 	Targets  []*TargetResult `json:"targets"`
 	Ratios   []PhaseRatios   `json:"ratios,omitempty"` // deskrelay ÷ ceiling, by phase
 	// RelayRatios are deskrelay ÷ relay, by phase: what deskrelay's own
-	// work costs on top of the NATS work its architecture needs.
+	// work costs on top of the NATS work its two stages need.
 	RelayRatios []PhaseRatios `json:"relay_ratios,omitempty"`
-	// Repeats holds every repetition's servers with -repeat; Targets,
-	// Ratios and RelayRatios are then the medians over them.
+	// InlineRatios are inline ÷ ceiling, by phase: deskrelay with
+	// pipeline.inline, one store per ticket as the ceiling does.
+	InlineRatios []PhaseRatios `json:"inline_ratios,omitempty"`
+	// Repeats holds every repetition's servers with -repeat; Targets and
+	// every ratio are then the medians over them.
 	Repeats   []*TargetResult `json:"repeats,omitempty"`
 	Profiles  []string        `json:"profiles,omitempty"`
 	BodyBytes int             `json:"body_bytes"` // of the first request
@@ -292,7 +295,7 @@ func latency(h *hdrhistogram.Histogram) Latency {
 	}
 }
 
-// PhaseRatios are deskrelay's figures divided by the ceiling's.
+// PhaseRatios are one server's figures divided by another's.
 type PhaseRatios struct {
 	Phase  string             `json:"phase"`
 	Ratios map[string]float64 `json:"ratios"`
@@ -330,9 +333,10 @@ func run(ctx context.Context, o *options) error {
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
 
-	var maxRate float64 // deskrelay's closed-loop end-to-end throughput
+	var maxRate float64 // the first deskrelay target's closed-loop end-to-end throughput
 	var seq int64
 	for rep := 1; rep <= o.repeat; rep++ {
+		baseSet := false // maxRate is this repetition's
 		for name := range strings.SplitSeq(o.targets, ",") {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -363,7 +367,7 @@ func run(ctx context.Context, o *options) error {
 			var cmd *exec.Cmd
 			path, stream := "/webhooks/generic", "DESKRELAY_INGEST"
 			switch name {
-			case "deskrelay":
+			case "deskrelay", "inline":
 				bin := o.bin
 				if bin == "" {
 					bin = filepath.Join(tmp, "bin", "deskrelay")
@@ -391,6 +395,9 @@ func run(ctx context.Context, o *options) error {
 					if kv != "" {
 						cmd.Env = append(cmd.Env, kv)
 					}
+				}
+				if name == "inline" { // last: it wins over -deskrelay-env
+					cmd.Env = append(cmd.Env, "DESKRELAY_PIPELINE_INLINE=true")
 				}
 				stream = "DESKRELAY_ROUTED"
 				if o.source == "servicenow" {
@@ -464,7 +471,7 @@ func run(ctx context.Context, o *options) error {
 				var wg sync.WaitGroup
 				if o.pprofAddr != "" {
 					addr := o.pprofAddr
-					if name != "deskrelay" {
+					if !isDeskrelay(name) {
 						addr = srv.HTTP
 					}
 					secs := max(1, int((o.duration-time.Second)/time.Second))
@@ -498,8 +505,11 @@ func run(ctx context.Context, o *options) error {
 					// Nothing to measure: every ratio would be 0 or NaN.
 					return fmt.Errorf("%s accepted none of the %d requests of the closed loop (answers %v); -logs keeps its log", name, pr.Sent, pr.Codes)
 				}
-				if name == "deskrelay" || maxRate == 0 {
-					maxRate = pr.E2ERate
+				// Relative rates are multiples of the first deskrelay
+				// target's maximum, for every target: all are compared at
+				// the same offered load.
+				if !baseSet && (isDeskrelay(name) || maxRate == 0) {
+					maxRate, baseSet = pr.E2ERate, isDeskrelay(name)
 				}
 
 				for _, r := range rates {
@@ -531,11 +541,13 @@ func run(ctx context.Context, o *options) error {
 	if o.repeat > 1 {
 		res.Repeats = res.Targets
 		res.Targets = medianTargets(res.Repeats)
-		res.Ratios = medianRatios(res.Repeats, "ceiling")
-		res.RelayRatios = medianRatios(res.Repeats, "relay")
+		res.Ratios = medianRatios(res.Repeats, "deskrelay", "ceiling")
+		res.RelayRatios = medianRatios(res.Repeats, "deskrelay", "relay")
+		res.InlineRatios = medianRatios(res.Repeats, "inline", "ceiling")
 	} else {
-		res.Ratios = ratios(res.Targets, "ceiling")
-		res.RelayRatios = ratios(res.Targets, "relay")
+		res.Ratios = ratios(res.Targets, "deskrelay", "ceiling")
+		res.RelayRatios = ratios(res.Targets, "deskrelay", "relay")
+		res.InlineRatios = ratios(res.Targets, "inline", "ceiling")
 	}
 	printTable(os.Stdout, res)
 	f := filepath.Join(out, stem+".json")
@@ -549,6 +561,9 @@ func run(ctx context.Context, o *options) error {
 	fmt.Fprintf(os.Stderr, "bench: wrote %s\n", f)
 	return nil
 }
+
+// isDeskrelay tells the targets that run deskrelay from the references.
+func isDeskrelay(target string) bool { return target == "deskrelay" || target == "inline" }
 
 // meter measures phases against one server.
 type meter struct {

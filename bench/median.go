@@ -115,14 +115,15 @@ func medianPhase(first PhaseResult, ps []*PhaseResult) PhaseResult {
 	}
 }
 
-// medianRatios takes deskrelay's ratios to the target named by within each
-// repetition, then the median of each over the repetitions: a ratio is
-// only meaningful between servers measured in the same stretch of time.
-func medianRatios(all []*TargetResult, by string) []PhaseRatios {
+// medianRatios takes the ratios of the target named num to the one named
+// by within each repetition, then the median of each over the
+// repetitions: a ratio is only meaningful between servers measured in the
+// same stretch of time.
+func medianRatios(all []*TargetResult, num, by string) []PhaseRatios {
 	vals := map[string]map[string][]float64{} // phase → figure → per repetition
 	var order []string
 	for _, rep := range byRepeat(all) {
-		for _, pr := range ratios(rep, by) {
+		for _, pr := range ratios(rep, num, by) {
 			if vals[pr.Phase] == nil {
 				vals[pr.Phase] = map[string][]float64{}
 				order = append(order, pr.Phase)

@@ -57,11 +57,11 @@ func phaseNamed(t *TargetResult, name string) *PhaseResult {
 	return nil
 }
 
-// ratios divides each of deskrelay's figures by those of the target named
-// by (the ceiling, the relay), phase by phase; a figure whose value there
-// is 0 has no ratio.
-func ratios(ts []*TargetResult, by string) []PhaseRatios {
-	d, c := target(ts, "deskrelay"), target(ts, by)
+// ratios divides each of the figures of the target named num by those of
+// the target named by (the ceiling, the relay), phase by phase; a figure
+// whose value there is 0 has no ratio.
+func ratios(ts []*TargetResult, num, by string) []PhaseRatios {
+	d, c := target(ts, num), target(ts, by)
 	if d == nil || c == nil {
 		return nil
 	}
@@ -83,8 +83,15 @@ func ratios(ts []*TargetResult, by string) []PhaseRatios {
 	return out
 }
 
+// ratioColumn is one column of ratios in the table.
+type ratioColumn struct {
+	header string
+	rs     []PhaseRatios
+}
+
 // printTable writes one block per phase: a row per figure, a column per
-// server, deskrelay ÷ ceiling and, when the relay ran, deskrelay ÷ relay.
+// server, then the ratios that could be taken: inline ÷ ceiling,
+// deskrelay ÷ ceiling and deskrelay ÷ relay.
 func printTable(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\ndeskrelay benchmark %s (git %s%s), %d CPUs (%s), %s\n", r.Date, r.Git, map[bool]string{true: ", dirty"}[r.Dirty], r.Machine.CPUs, r.Machine.Model, r.Machine.GoVersion)
 	fmt.Fprintf(w, "source %s (%d-byte bodies), %d callers, %s NATS, sync_interval %s, %s per phase\n", r.Source, r.BodyBytes, r.Callers, r.NATS, r.Sync, r.Duration)
@@ -98,13 +105,15 @@ func printTable(w io.Writer, r *Result) {
 	for _, t := range r.Targets {
 		names = append(names, t.Name)
 	}
-	ratio, relay := len(r.Ratios) > 0, len(r.RelayRatios) > 0
-	header := "\t" + strings.Join(names, "\t") + "\t"
-	if ratio {
-		header += "÷ceiling\t"
+	var cols []ratioColumn
+	for _, c := range []ratioColumn{{"inline÷ceiling", r.InlineRatios}, {"deskrelay÷ceiling", r.Ratios}, {"deskrelay÷relay", r.RelayRatios}} {
+		if len(c.rs) > 0 {
+			cols = append(cols, c)
+		}
 	}
-	if relay {
-		header += "÷relay\t"
+	header := "\t" + strings.Join(names, "\t") + "\t"
+	for _, c := range cols {
+		header += c.header + "\t"
 	}
 	first := r.Targets[0]
 	const labelWidth = 44 // AlignRight pads on the left: a padded label stays left-aligned
@@ -129,11 +138,8 @@ func printTable(w io.Writer, r *Result) {
 					row += "-\t"
 				}
 			}
-			if ratio {
-				row += ratioCell(r.Ratios, name, f.key) + "\t"
-			}
-			if relay {
-				row += ratioCell(r.RelayRatios, name, f.key) + "\t"
+			for _, c := range cols {
+				row += ratioCell(c.rs, name, f.key) + "\t"
 			}
 			fmt.Fprintln(tw, row)
 		}
