@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.uber.org/zap"
@@ -309,8 +310,41 @@ func (in *Ingress) accept(w http.ResponseWriter, rt route, t *ticket.Ticket, lab
 	if ce := in.log.Check(zap.DebugLevel, "ticket accepted"); ce != nil { // no fields built above debug
 		ce.Write(zap.String("ticket_id", t.ID), zap.String("source", label))
 	}
-	writeJSON(w, http.StatusAccepted, Accepted{Status: "accepted", ID: t.ID, Source: t.Source, MsgID: t.MsgID()})
+	writeAccepted(w, t.ID, t.Source, t.MsgID())
 	return http.StatusAccepted
+}
+
+// Header values every JSON answer carries, shared: net/http only reads
+// them.
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
+// writeAccepted answers 202 with the [Accepted] body, appended by hand:
+// every accepted webhook gets one, and encoding/json's reflection was a
+// tenth of the handler's own time (BenchmarkIngress).
+func writeAccepted(w http.ResponseWriter, id, source, msgID string) {
+	// The constant part is 49 bytes; quoting adds at least 2 per string.
+	b := make([]byte, 0, 56+len(id)+len(source)+len(msgID))
+	b = append(b, `{"status":"accepted","id":`...)
+	b = appendString(b, id)
+	b = append(b, `,"source":`...)
+	b = appendString(b, source)
+	b = append(b, `,"msg_id":`...)
+	b = appendString(b, msgID)
+	b = append(b, "}\n"...)
+	h := w.Header()
+	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(b)
+}
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json writes it; the result is valid JSON either way.
+func appendString(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
 }
 
 func (in *Ingress) fail(w http.ResponseWriter, label string, code int, reason, msg, field string) int {
@@ -322,8 +356,8 @@ func (in *Ingress) fail(w http.ResponseWriter, label string, code int, reason, m
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }

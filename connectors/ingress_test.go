@@ -1,7 +1,9 @@
 package connectors_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -391,4 +393,39 @@ func sumOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestIngressAcceptedBody checks the hand-appended 202 body against
+// encoding/json: the same value, for ids that need escaping.
+func TestIngressAcceptedBody(t *testing.T) {
+	sink := &memSink{}
+	srv, _ := newServer(t, sink)
+	for _, id := range []string{"INC1", `INC"1\2`, "INC<1>&", "INCé✓", "INC\u2028x", "INC\xff"} {
+		tk, _ := json.Marshal(map[string]any{"id": id, "title": "x", "updated_at": "2024-05-13T10:15:42Z"})
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/webhooks/generic", bytes.NewReader(tk))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer t0ken")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("id %q: %d %s, want 202", id, resp.StatusCode, body)
+		}
+		stored := sink.tickets[len(sink.tickets)-1]
+		want, _ := json.Marshal(connectors.Accepted{Status: "accepted", ID: stored.ID, Source: "generic", MsgID: stored.MsgID()})
+		var got, wantV connectors.Accepted
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("id %q: answer %s is not JSON: %v", id, body, err)
+		}
+		_ = json.Unmarshal(want, &wantV)
+		if got != wantV || !bytes.HasSuffix(body, []byte("}\n")) {
+			t.Errorf("id %q: answer %s, want the value of %s and a newline", id, body, want)
+		}
+		if h := resp.Header.Get("X-Content-Type-Options"); h != "nosniff" {
+			t.Errorf("X-Content-Type-Options = %q, want nosniff", h)
+		}
+	}
 }
