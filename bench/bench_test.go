@@ -198,6 +198,17 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Errorf("open loop: accepted %d + dropped %d = %d, lost %d; want 50, none lost (codes %v)",
 					open.accepted.Load(), open.dropped.Load(), got, lost, open.codes)
 			}
+			// Every request sent has its send lag; none can exceed its
+			// ingress latency, which counts from the same due time.
+			if n := open.lag.TotalCount(); n != open.ingress.TotalCount() || n == 0 {
+				t.Errorf("open loop: %d send lags for %d ingress latencies", n, open.ingress.TotalCount())
+			}
+			if open.lag.Max() > open.ingress.Max() {
+				t.Errorf("open loop: send lag max %dµs above the ingress max %dµs", open.lag.Max(), open.ingress.Max())
+			}
+			if closed.lag.TotalCount() != 0 {
+				t.Errorf("closed loop: %d send lags, want none", closed.lag.TotalCount())
+			}
 		})
 	}
 }

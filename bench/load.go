@@ -42,12 +42,17 @@ type phase struct {
 	mu      sync.Mutex
 	ingress *hdrhistogram.Histogram
 	e2e     *hdrhistogram.Histogram
-	codes   map[string]int64 // "202", "503", "transport" …
+	// lag: open loop, from a request's due time until the harness began
+	// sending it. It is part of both latencies (they count from the due
+	// time) but the harness's own delay, on a machine it shares with the
+	// server: a tail here is not the server's.
+	lag   *hdrhistogram.Histogram
+	codes map[string]int64 // "202", "503", "transport" …
 }
 
 func newPhase(first, n int64) *phase {
 	p := &phase{first: first, limit: first + n, sent: make([]atomic.Int64, n), got: make([]atomic.Bool, n),
-		ingress: newHist(), e2e: newHist(), codes: map[string]int64{}}
+		ingress: newHist(), e2e: newHist(), lag: newHist(), codes: map[string]int64{}}
 	p.next.Store(first)
 	return p
 }
@@ -76,9 +81,13 @@ func (p *phase) done(h *hdrhistogram.Histogram, code int, err error, lat time.Du
 	p.mu.Unlock()
 }
 
-func (p *phase) merge(h *hdrhistogram.Histogram) {
+// merge adds a sender's ingress and (open loop) lag histograms.
+func (p *phase) merge(h, lag *hdrhistogram.Histogram) {
 	p.mu.Lock()
 	p.ingress.Merge(h)
+	if lag != nil {
+		p.lag.Merge(lag)
+	}
 	p.mu.Unlock()
 }
 
@@ -156,7 +165,7 @@ func (l *loader) closedLoop(ctx context.Context, p *phase, senders int, d time.D
 	for range senders {
 		wg.Go(func() {
 			h, pl := newHist(), l.payload()
-			defer p.merge(h)
+			defer p.merge(h, nil)
 			for ctx.Err() == nil {
 				seq, ok := p.take()
 				if !ok {
@@ -193,10 +202,11 @@ func (l *loader) openLoop(ctx context.Context, p *phase, rate float64, workers i
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			h, pl := newHist(), l.payload()
-			defer p.merge(h)
+			h, lag, pl := newHist(), newHist(), l.payload()
+			defer p.merge(h, lag)
 			for j := range jobs {
 				body := pl.body(j.seq)
+				_ = lag.RecordValue(micros(time.Since(j.due)))
 				code, err := l.post(ctx, body)
 				if err != nil && ctx.Err() != nil {
 					p.sent[j.seq-p.first].Store(0)

@@ -265,12 +265,16 @@ type PhaseResult struct {
 	E2ERate     float64          `json:"e2e_per_second"`
 	Ingress     Latency          `json:"ingress_ms"`
 	E2E         Latency          `json:"e2e_ms"`
-	RSSPeakMB   float64          `json:"rss_peak_mb"`
-	RSSEndMB    float64          `json:"rss_end_mb"`
-	RSSSeries   []float64        `json:"rss_mb_every_5s"` // from the phase's start through its drain
-	CPUSeconds  float64          `json:"cpu_seconds"`
-	CPUPer1000  float64          `json:"cpu_seconds_per_1000"`
-	LoadCPU1000 float64          `json:"harness_cpu_seconds_per_1000"`
+	// SendLag is, in the open loop, how late the harness itself began
+	// sending each request after its due time: included in Ingress and
+	// E2E, and not the server's doing. Zero in the closed loop.
+	SendLag     Latency   `json:"send_lag_ms,omitzero"`
+	RSSPeakMB   float64   `json:"rss_peak_mb"`
+	RSSEndMB    float64   `json:"rss_end_mb"`
+	RSSSeries   []float64 `json:"rss_mb_every_5s"` // from the phase's start through its drain
+	CPUSeconds  float64   `json:"cpu_seconds"`
+	CPUPer1000  float64   `json:"cpu_seconds_per_1000"`
+	LoadCPU1000 float64   `json:"harness_cpu_seconds_per_1000"`
 	// With -nats external, the target's nats-server process.
 	NATSRSSPeakMB  float64 `json:"nats_rss_peak_mb,omitempty"`
 	NATSCPUPer1000 float64 `json:"nats_cpu_seconds_per_1000,omitempty"`
@@ -629,6 +633,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 		Lost:        lost,
 		Ingress:     latency(p.ingress),
 		E2E:         latency(p.e2e),
+		SendLag:     latency(p.lag),
 		RSSPeakMB:   float64(max(peak, after.RSS)) / (1 << 20),
 		RSSEndMB:    float64(after.RSS) / (1 << 20),
 		RSSSeries:   series,

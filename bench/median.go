@@ -105,6 +105,7 @@ func medianPhase(first PhaseResult, ps []*PhaseResult) PhaseResult {
 		E2ERate:        m(func(p *PhaseResult) float64 { return p.E2ERate }),
 		Ingress:        lat(func(p *PhaseResult) Latency { return p.Ingress }),
 		E2E:            lat(func(p *PhaseResult) Latency { return p.E2E }),
+		SendLag:        lat(func(p *PhaseResult) Latency { return p.SendLag }),
 		RSSPeakMB:      m(func(p *PhaseResult) float64 { return p.RSSPeakMB }),
 		RSSEndMB:       m(func(p *PhaseResult) float64 { return p.RSSEndMB }),
 		CPUSeconds:     m(func(p *PhaseResult) float64 { return p.CPUSeconds }),

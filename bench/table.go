@@ -27,6 +27,7 @@ var figures = []figure{
 	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f", false},
 	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f", false},
 	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f", false},
+	{"send_lag_p99_ms", "harness send lag p99 (ms)", func(p *PhaseResult) float64 { return p.SendLag.P99 }, "%.2f", true},
 	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f", false},
 	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f", false},
 	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f", false},
