@@ -66,7 +66,7 @@ func BenchmarkIngress(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		rd.Reset(body)
-		req.Body = io.NopCloser(rd)
+		req.Body, req.ContentLength = io.NopCloser(rd), int64(len(body))
 		clear(w.h)
 		in.ServeHTTP(w, req)
 	}

@@ -1,11 +1,14 @@
 package connectors_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -427,5 +430,69 @@ func TestIngressAcceptedBody(t *testing.T) {
 		if h := resp.Header.Get("X-Content-Type-Options"); h != "nosniff" {
 			t.Errorf("X-Content-Type-Options = %q, want nosniff", h)
 		}
+	}
+}
+
+// TestIngressBodyLengths covers the ways a body's length can be told:
+// announced (read into a buffer of that size), chunked (read to its end),
+// over the limit either way, and announced but cut short.
+func TestIngressBodyLengths(t *testing.T) {
+	sink := &memSink{}
+	srv, _ := newServer(t, sink) // max_body_bytes 2048
+	big := `{"id":"INC1","title":"` + strings.Repeat("a", 3000) + `"}`
+	for _, tt := range []struct {
+		name    string
+		body    string
+		chunked bool
+		want    int
+	}{
+		{"announced length", goodTicket, false, 202},
+		{"chunked", goodTicket, true, 202},
+		{"announced over the limit", big, false, 413},
+		{"chunked over the limit", big, true, 413},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(body) // no Len: the client sends it chunked
+			}
+			req, _ := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/webhooks/generic", body)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer t0ken")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%d %s, want %d", resp.StatusCode, got, tt.want)
+			}
+			if tt.chunked && req.ContentLength != 0 && req.ContentLength != -1 {
+				t.Fatalf("request has Content-Length %d; the case needs a chunked one", req.ContentLength)
+			}
+		})
+	}
+	t.Run("announced but cut short", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /webhooks/generic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Authorization: Bearer t0ken\r\nContent-Length: %d\r\n\r\n%s", len(goodTicket)+10, goodTicket)
+		conn.(*net.TCPConn).CloseWrite()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(got), "cannot read body") {
+			t.Errorf("%d %s, want 400 cannot read body", resp.StatusCode, got)
+		}
+	})
+	if n := len(sink.tickets); n != 2 {
+		t.Errorf("stored %d tickets, want the 2 accepted", n)
 	}
 }
