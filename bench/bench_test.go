@@ -273,3 +273,21 @@ func TestTableRatios(t *testing.T) {
 	}
 	t.Fatalf("no throughput row in:\n%s", out)
 }
+
+func TestDeskrelayEnvFlag(t *testing.T) {
+	for _, tt := range []struct {
+		env string
+		ok  bool
+	}{
+		{"DESKRELAY_PIPELINE_WORKERS=32", true},
+		{"GOGC=200,GODEBUG=gctrace=1,DESKRELAY_PIPELINE_INLINE=true", true},
+		{"GOMEMLIMIT=512MiB,GOMAXPROCS=2", true},
+		{"PATH=/tmp", false},
+		{"DESKRELAY_PIPELINE_WORKERS", false},
+	} {
+		_, err := parseFlags([]string{"-deskrelay-env", tt.env})
+		if (err == nil) != tt.ok {
+			t.Errorf("-deskrelay-env %q: error %v, want ok=%v", tt.env, err, tt.ok)
+		}
+	}
+}

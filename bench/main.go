@@ -91,7 +91,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
 	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
 	fs.StringVar(&o.serveArgs, "serve-args", "", "extra arguments for deskrelay serve, space-separated (e.g. \"--pprof 127.0.0.1:6060\")")
-	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"): config experiments without editing the copy")
+	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE: DESKRELAY_* settings (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"), config experiments without editing the copy, or the Go runtime's GOGC, GOMEMLIMIT, GODEBUG, GOMAXPROCS, for deskrelay alone")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
 	fs.StringVar(&o.nats, "nats", "embedded", "embedded: each server embeds its nats-server, as deskrelay's quick start does; external: the harness starts a nats-server process (same settings) beside each server, whose RSS and CPU are then reported apart")
 	fs.StringVar(&o.natsURL, "nats-url", "", "internal: with -serve-ceiling, the external NATS server")
@@ -125,8 +125,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-nats %q: use embedded or external", o.nats)
 	}
 	for kv := range strings.SplitSeq(o.env, ",") {
-		if k, _, ok := strings.Cut(kv, "="); kv != "" && (!ok || !strings.HasPrefix(k, "DESKRELAY_")) {
-			return nil, fmt.Errorf("-deskrelay-env: %q is not DESKRELAY_KEY=VALUE", kv)
+		if k, _, ok := strings.Cut(kv, "="); kv != "" && (!ok || !deskrelayEnv(k)) {
+			return nil, fmt.Errorf("-deskrelay-env: %q is not KEY=VALUE with a DESKRELAY_* key or GOGC, GOMEMLIMIT, GODEBUG, GOMAXPROCS", kv)
 		}
 	}
 	if _, err := parseRates(o.openRates); err != nil {
@@ -138,6 +138,15 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	return o, nil
+}
+
+// deskrelayEnv tells the variables -deskrelay-env may set.
+func deskrelayEnv(key string) bool {
+	switch key {
+	case "GOGC", "GOMEMLIMIT", "GODEBUG", "GOMAXPROCS":
+		return true
+	}
+	return strings.HasPrefix(key, "DESKRELAY_")
 }
 
 // rate is an open-loop rate: absolute (requests/s) or relative to
@@ -448,6 +457,12 @@ func run(ctx context.Context, o *options) error {
 						if err := natsSrv.stop(); err != nil {
 							fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 						}
+					}
+					// The store of a server that stopped, removed now: its
+					// dirty pages are dropped, not written back by the
+					// kernel while the next server is measured.
+					if err := os.RemoveAll(dir); err != nil {
+						fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 					}
 				}()
 				l := newLoader("http://"+srv.HTTP+path, token, o.source, run, o.callers, max(o.senders, o.workers), now)
