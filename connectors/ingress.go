@@ -304,18 +304,25 @@ func (in *Ingress) serve(w http.ResponseWriter, r *http.Request, rt route, label
 	return in.accept(w, rt, &t, label)
 }
 
-// readBody reads r's body, at most max bytes (a longer one is an
-// *http.MaxBytesError). A body of announced length is read into a buffer of
-// that size: io.ReadAll grows one from 512 bytes, copying as it goes, and
-// those copies were a tenth of the bytes the process allocated per ticket.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, max)
+// presizeLimit is the largest announced body readBody allocates for before
+// it arrives: a sender that announces a body and stalls holds at most this
+// much per request in flight (64 MiB at the default 1,024), not the body
+// limit. Webhooks are a few KB.
+const presizeLimit = 64 << 10
+
+// readBody reads r's body, at most limit bytes (a longer one is an
+// *http.MaxBytesError). A body of announced length up to presizeLimit is
+// read into a buffer of that size: io.ReadAll grows one from 512 bytes,
+// copying as it goes, and those copies were a tenth of the bytes the
+// process allocated per ticket. It relies on net/http's server, whose
+// body ends after Content-Length bytes and fails (io.ErrUnexpectedEOF)
+// when the connection ends or times out before them.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
 	n := r.ContentLength
-	if n <= 0 || n > max { // unknown (chunked), or over the limit: let the reader say so
+	if n <= 0 || n > min(limit, presizeLimit) { // unknown (chunked), large, or over the limit: let the reader grow and say so
 		return io.ReadAll(rd)
 	}
-	// net/http's body ends after Content-Length bytes, and fails early if
-	// the sender sent fewer.
 	body := make([]byte, n)
 	if _, err := io.ReadFull(rd, body); err != nil {
 		return nil, err
@@ -333,8 +340,8 @@ func (in *Ingress) accept(w http.ResponseWriter, rt route, t *ticket.Ticket, lab
 	return http.StatusAccepted
 }
 
-// Header values every JSON answer carries, shared: net/http only reads
-// them.
+// Header values every JSON answer carries, shared: net/http copies them
+// when it writes the header. Never modify them in place.
 var (
 	jsonContentType = []string{"application/json"}
 	noSniff         = []string{"nosniff"}
@@ -344,7 +351,7 @@ var (
 // every accepted webhook gets one, and encoding/json's reflection was a
 // tenth of the handler's own time (BenchmarkIngress).
 func writeAccepted(w http.ResponseWriter, id, source, msgID string) {
-	// The constant part is 49 bytes; quoting adds at least 2 per string.
+	// The constant part is 48 bytes; quoting adds at least 2 per string.
 	b := make([]byte, 0, 56+len(id)+len(source)+len(msgID))
 	b = append(b, `{"status":"accepted","id":`...)
 	b = appendString(b, id)
@@ -360,7 +367,9 @@ func writeAccepted(w http.ResponseWriter, id, source, msgID string) {
 }
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json writes it; the result is valid JSON either way.
+// the same value encoding/json gives (which writes it as the escape
+// \ufffd, where this writes the character); the result is valid JSON
+// either way.
 func appendString(b []byte, s string) []byte {
 	b, _ = jsontext.AppendQuote(b, s)
 	return b
