@@ -253,7 +253,7 @@ func TestTableRatios(t *testing.T) {
 		{Name: "deskrelay", Phases: phase(500)},
 		{Name: "inline", Phases: phase(800)},
 		{Name: "ceiling", Phases: phase(1000)},
-		{Name: "relay", Phases: phase(625)},
+		{Name: "relay", Phases: phase(400)},
 	}
 	r := &Result{Targets: ts, Ratios: ratios(ts, "deskrelay", "ceiling"), RelayRatios: ratios(ts, "deskrelay", "relay"),
 		InlineRatios: ratios(ts, "inline", "ceiling")}
@@ -265,8 +265,8 @@ func TestTableRatios(t *testing.T) {
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "end-to-end throughput") {
-			if f := strings.Fields(line); len(f) < 3 || strings.Join(f[len(f)-7:], " ") != "500 800 1000 625 0.80× 0.50× 0.80×" {
-				t.Errorf("throughput row = %q, want the four rates then 0.80× 0.50× 0.80×", line)
+			if f := strings.Fields(line); len(f) < 7 || strings.Join(f[len(f)-7:], " ") != "500 800 1000 400 0.80× 0.50× 1.25×" {
+				t.Errorf("throughput row = %q, want the four rates then 0.80× 0.50× 1.25×", line)
 			}
 			return
 		}
@@ -274,20 +274,32 @@ func TestTableRatios(t *testing.T) {
 	t.Fatalf("no throughput row in:\n%s", out)
 }
 
-func TestDeskrelayEnvFlag(t *testing.T) {
+func TestFlags(t *testing.T) {
 	for _, tt := range []struct {
-		env string
-		ok  bool
+		name    string
+		args    []string
+		wantEnv []string // nil: an error is expected
 	}{
-		{"DESKRELAY_PIPELINE_WORKERS=32", true},
-		{"GOGC=200,GODEBUG=gctrace=1,DESKRELAY_PIPELINE_INLINE=true", true},
-		{"GOMEMLIMIT=512MiB,GOMAXPROCS=2", true},
-		{"PATH=/tmp", false},
-		{"DESKRELAY_PIPELINE_WORKERS", false},
+		{"a DESKRELAY setting", []string{"-deskrelay-env", "DESKRELAY_PIPELINE_WORKERS=32"}, []string{"DESKRELAY_PIPELINE_WORKERS=32"}},
+		{"runtime settings, comma-separated", []string{"-deskrelay-env", "GOGC=200,GOMEMLIMIT=512MiB,GOMAXPROCS=2"}, []string{"GOGC=200", "GOMEMLIMIT=512MiB", "GOMAXPROCS=2"}},
+		{"GODEBUG keeps its commas", []string{"-deskrelay-env", "GOGC=200,GODEBUG=gctrace=1,madvdontneed=1"}, []string{"GOGC=200", "GODEBUG=gctrace=1,madvdontneed=1"}},
+		{"the flag repeated", []string{"-deskrelay-env", "GODEBUG=gctrace=1", "-deskrelay-env", "DESKRELAY_PIPELINE_INLINE=true"}, []string{"GODEBUG=gctrace=1", "DESKRELAY_PIPELINE_INLINE=true"}},
+		{"another variable", []string{"-deskrelay-env", "PATH=/tmp"}, nil},
+		{"no value", []string{"-deskrelay-env", "DESKRELAY_PIPELINE_WORKERS"}, nil},
+		{"relative rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "0.5x"}, nil},
+		{"absolute rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "2000"}, []string{}},
+		{"relative rates, references only", []string{"-targets", "ceiling,relay", "-rates", "0.5x"}, []string{}},
 	} {
-		_, err := parseFlags([]string{"-deskrelay-env", tt.env})
-		if (err == nil) != tt.ok {
-			t.Errorf("-deskrelay-env %q: error %v, want ok=%v", tt.env, err, tt.ok)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args)
+			switch {
+			case tt.wantEnv == nil && err == nil:
+				t.Fatalf("parseFlags(%q) = nil error, want one", tt.args)
+			case tt.wantEnv != nil && err != nil:
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			case err == nil && strings.Join(o.env, " ") != strings.Join(tt.wantEnv, " "):
+				t.Errorf("env = %q, want %q", o.env, tt.wantEnv)
+			}
+		})
 	}
 }

@@ -42,10 +42,13 @@ type phase struct {
 	mu      sync.Mutex
 	ingress *hdrhistogram.Histogram
 	e2e     *hdrhistogram.Histogram
-	// lag: open loop, from a request's due time until the harness began
-	// sending it. It is part of both latencies (they count from the due
-	// time) but the harness's own delay, on a machine it shares with the
-	// server: a tail here is not the server's.
+	// lag: open loop, from a request's due time until the dispatcher
+	// handed it to the workers: how late the harness's own timer loop
+	// ran, on a machine it shares with the server. It is part of both
+	// latencies (they count from the due time), and when it is long the
+	// whole machine stalled, not the server alone. Time a request then
+	// waits for a free worker is not in it: workers are busy because
+	// answers are slow.
 	lag   *hdrhistogram.Histogram
 	codes map[string]int64 // "202", "503", "transport" …
 }
@@ -81,13 +84,11 @@ func (p *phase) done(h *hdrhistogram.Histogram, code int, err error, lat time.Du
 	p.mu.Unlock()
 }
 
-// merge adds a sender's ingress and (open loop) lag histograms.
-func (p *phase) merge(h, lag *hdrhistogram.Histogram) {
+// merge adds the histogram of ingress latencies into dst (p.ingress,
+// or p.lag from the open loop's dispatcher).
+func (p *phase) merge(dst, h *hdrhistogram.Histogram) {
 	p.mu.Lock()
-	p.ingress.Merge(h)
-	if lag != nil {
-		p.lag.Merge(lag)
-	}
+	dst.Merge(h)
 	p.mu.Unlock()
 }
 
@@ -165,7 +166,7 @@ func (l *loader) closedLoop(ctx context.Context, p *phase, senders int, d time.D
 	for range senders {
 		wg.Go(func() {
 			h, pl := newHist(), l.payload()
-			defer p.merge(h, nil)
+			defer p.merge(p.ingress, h)
 			for ctx.Err() == nil {
 				seq, ok := p.take()
 				if !ok {
@@ -202,11 +203,10 @@ func (l *loader) openLoop(ctx context.Context, p *phase, rate float64, workers i
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			h, lag, pl := newHist(), newHist(), l.payload()
-			defer p.merge(h, lag)
+			h, pl := newHist(), l.payload()
+			defer p.merge(p.ingress, h)
 			for j := range jobs {
 				body := pl.body(j.seq)
-				_ = lag.RecordValue(micros(time.Since(j.due)))
 				code, err := l.post(ctx, body)
 				if err != nil && ctx.Err() != nil {
 					p.sent[j.seq-p.first].Store(0)
@@ -216,6 +216,8 @@ func (l *loader) openLoop(ctx context.Context, p *phase, rate float64, workers i
 			}
 		})
 	}
+	lag := newHist()
+	defer p.merge(p.lag, lag)
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int64(d / interval)
@@ -234,6 +236,7 @@ func (l *loader) openLoop(ctx context.Context, p *phase, rate float64, workers i
 			p.markSent(seq, due)
 			select {
 			case jobs <- job{seq, due}:
+				_ = lag.RecordValue(micros(now.Sub(due)))
 			default:
 				p.sent[seq-p.first].Store(0)
 				p.dropped.Add(1)

@@ -39,6 +39,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,7 @@ type options struct {
 	out                                   string
 	bin                                   string
 	serveArgs                             string
-	env                                   string
+	env                                   []string // KEY=VALUE settings for deskrelay
 	pprofAddr                             string
 	logs                                  bool
 	repeat                                int
@@ -83,7 +84,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.workers, "max-inflight", 512, "open loop: most requests in flight; a request due beyond that is dropped and counted")
 	fs.IntVar(&o.callers, "callers", 50000, "callers in the generated profile directory")
 	fs.Int64Var(&o.maxRequests, "max-requests", 2_000_000, "most requests per phase")
-	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or a multiple of a deskrelay's closed-loop end-to-end throughput (\"0.5x\", \"2x\") of the first deskrelay target in -targets, the same for every server; empty: no open loop")
+	fs.StringVar(&o.openRates, "rates", "0.5x", "open-loop rates, comma-separated: requests/s (\"2000\") or multiples (\"0.5x\", \"2x\") of the first target's closed-loop end-to-end throughput, the same for every server (with inline or deskrelay among the targets, one of them must be first); empty: no open loop")
 	fs.StringVar(&o.source, "source", "generic", "webhook kind: generic (normalised tickets, the example config's source) or servicenow (Table API records to a servicenow source added to the config copy)")
 	fs.StringVar(&o.syncInterval, "sync-interval", "2m", "JetStream sync_interval of both servers: a duration or \"always\"")
 	fs.StringVar(&o.targets, "targets", "inline,deskrelay,ceiling,relay", "which servers to measure, in order: inline (deskrelay, the example config with pipeline.inline: true), deskrelay (the example config as it is: two stages), the ceiling, the relay (the ceiling plus a bare ingest → routed stage: the NATS work deskrelay's two stages need)")
@@ -91,7 +92,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory of the JSON result and profiles (relative to the module root)")
 	fs.StringVar(&o.bin, "deskrelay-bin", "", "use this deskrelay binary instead of building ./cmd/deskrelay")
 	fs.StringVar(&o.serveArgs, "serve-args", "", "extra arguments for deskrelay serve, space-separated (e.g. \"--pprof 127.0.0.1:6060\")")
-	fs.StringVar(&o.env, "deskrelay-env", "", "extra environment for deskrelay, comma-separated KEY=VALUE: DESKRELAY_* settings (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"), config experiments without editing the copy, or the Go runtime's GOGC, GOMEMLIMIT, GODEBUG, GOMAXPROCS, for deskrelay alone")
+	fs.Func("deskrelay-env", "extra environment for deskrelay, KEY=VALUE, comma-separated or the flag repeated: DESKRELAY_* settings (e.g. \"DESKRELAY_PIPELINE_WORKERS=32\"), config experiments without editing the copy, or the Go runtime's GOGC, GOMEMLIMIT, GOMAXPROCS and GODEBUG, for deskrelay alone (GODEBUG takes the rest of its flag, commas and all: -deskrelay-env GODEBUG=gctrace=1,madvdontneed=1)", func(v string) error {
+		kvs, err := parseEnv(v)
+		o.env = append(o.env, kvs...)
+		return err
+	})
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "deskrelay's pprof listener (host:port): fetch a CPU profile during the closed loop and heap and allocs profiles after it; the ceiling's are fetched too")
 	fs.StringVar(&o.nats, "nats", "embedded", "embedded: each server embeds its nats-server, as deskrelay's quick start does; external: the harness starts a nats-server process (same settings) beside each server, whose RSS and CPU are then reported apart")
 	fs.StringVar(&o.natsURL, "nats-url", "", "internal: with -serve-ceiling, the external NATS server")
@@ -124,20 +129,43 @@ func parseFlags(args []string) (*options, error) {
 	case o.nats != "embedded" && o.nats != "external":
 		return nil, fmt.Errorf("-nats %q: use embedded or external", o.nats)
 	}
-	for kv := range strings.SplitSeq(o.env, ",") {
-		if k, _, ok := strings.Cut(kv, "="); kv != "" && (!ok || !deskrelayEnv(k)) {
-			return nil, fmt.Errorf("-deskrelay-env: %q is not KEY=VALUE with a DESKRELAY_* key or GOGC, GOMEMLIMIT, GODEBUG, GOMAXPROCS", kv)
-		}
-	}
-	if _, err := parseRates(o.openRates); err != nil {
+	rates, err := parseRates(o.openRates)
+	if err != nil {
 		return nil, err
 	}
-	for t := range strings.SplitSeq(o.targets, ",") {
+	targets := strings.Split(o.targets, ",")
+	anyDeskrelay := false
+	for _, t := range targets {
 		if t != "deskrelay" && t != "inline" && t != "ceiling" && t != "relay" {
 			return nil, fmt.Errorf("-targets: %q is not deskrelay, inline, ceiling or relay", t)
 		}
+		anyDeskrelay = anyDeskrelay || isDeskrelay(t)
+	}
+	if anyDeskrelay && !isDeskrelay(targets[0]) && slices.ContainsFunc(rates, func(r rate) bool { return r.relative }) {
+		return nil, fmt.Errorf("-rates %s: relative rates are multiples of the first target's maximum, and every server runs them; put inline or deskrelay first in -targets (%s), or give requests/s", o.openRates, o.targets)
 	}
 	return o, nil
+}
+
+// parseEnv splits one -deskrelay-env value into KEY=VALUE settings: at
+// commas, except that GODEBUG takes the rest of the value (its own
+// settings are comma-separated).
+func parseEnv(v string) ([]string, error) {
+	var out []string
+	for v != "" {
+		kv := v
+		if !strings.HasPrefix(v, "GODEBUG=") {
+			kv, v, _ = strings.Cut(v, ",")
+		} else {
+			v = ""
+		}
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !deskrelayEnv(k) {
+			return nil, fmt.Errorf("%q is not KEY=VALUE with a DESKRELAY_* key or GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG", kv)
+		}
+		out = append(out, kv)
+	}
+	return out, nil
 }
 
 // deskrelayEnv tells the variables -deskrelay-env may set.
@@ -346,10 +374,9 @@ func run(ctx context.Context, o *options) error {
 	_, _ = rand.Read(tok)
 	token := hex.EncodeToString(tok)
 
-	var maxRate float64 // the first deskrelay target's closed-loop end-to-end throughput
 	var seq int64
 	for rep := 1; rep <= o.repeat; rep++ {
-		baseSet := false // maxRate is this repetition's
+		var maxRate float64 // this repetition's first target's closed-loop end-to-end throughput
 		for name := range strings.SplitSeq(o.targets, ",") {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -404,14 +431,10 @@ func run(ctx context.Context, o *options) error {
 				if natsSrv != nil {
 					cmd.Env = append(cmd.Env, "DESKRELAY_NATS_URL="+natsSrv.NATS)
 				}
-				for kv := range strings.SplitSeq(o.env, ",") {
-					if kv != "" {
-						cmd.Env = append(cmd.Env, kv)
-					}
-				}
-				if name == "inline" { // last: it wins over -deskrelay-env
-					cmd.Env = append(cmd.Env, "DESKRELAY_PIPELINE_INLINE=true")
-				}
+				cmd.Env = append(cmd.Env, o.env...)
+				// Last, so that it wins over -deskrelay-env and the
+				// config: each target is the mode it is named for.
+				cmd.Env = append(cmd.Env, "DESKRELAY_PIPELINE_INLINE="+strconv.FormatBool(name == "inline"))
 				stream = "DESKRELAY_ROUTED"
 				if o.source == "servicenow" {
 					path = "/webhooks/snow"
@@ -524,11 +547,12 @@ func run(ctx context.Context, o *options) error {
 					// Nothing to measure: every ratio would be 0 or NaN.
 					return fmt.Errorf("%s accepted none of the %d requests of the closed loop (answers %v); -logs keeps its log", name, pr.Sent, pr.Codes)
 				}
-				// Relative rates are multiples of the first deskrelay
-				// target's maximum, for every target: all are compared at
-				// the same offered load.
-				if !baseSet && (isDeskrelay(name) || maxRate == 0) {
-					maxRate, baseSet = pr.E2ERate, isDeskrelay(name)
+				// Relative rates are multiples of the first target's
+				// maximum (a deskrelay target's, when there is one:
+				// parseFlags), for every target: all are compared at the
+				// same offered load.
+				if maxRate == 0 {
+					maxRate = pr.E2ERate
 				}
 
 				for _, r := range rates {

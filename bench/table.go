@@ -14,27 +14,28 @@ type figure struct {
 	get        func(*PhaseResult) float64
 	format     string
 	optional   bool // left out of the table when every server's value is 0
+	noRatio    bool // a count, or the harness's own: no ratio between servers
 }
 
 var figures = []figure{
-	{"ingress_per_second", "ingress throughput (202/s)", func(p *PhaseResult) float64 { return p.IngressRate }, "%.0f", false},
-	{"e2e_per_second", "end-to-end throughput (msg/s)", func(p *PhaseResult) float64 { return p.E2ERate }, "%.0f", false},
-	{"ingress_p50_ms", "ingress p50 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P50 }, "%.2f", false},
-	{"ingress_p90_ms", "ingress p90 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P90 }, "%.2f", false},
-	{"ingress_p99_ms", "ingress p99 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P99 }, "%.2f", false},
-	{"ingress_p99_9_ms", "ingress p99.9 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P999 }, "%.2f", false},
-	{"e2e_p50_ms", "end-to-end p50 (ms)", func(p *PhaseResult) float64 { return p.E2E.P50 }, "%.2f", false},
-	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f", false},
-	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f", false},
-	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f", false},
-	{"send_lag_p99_ms", "harness send lag p99 (ms)", func(p *PhaseResult) float64 { return p.SendLag.P99 }, "%.2f", true},
-	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f", false},
-	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f", false},
-	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f", false},
-	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f", false},
-	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f", false},
-	{"nats_rss_peak_mb", "its nats-server's RSS peak (MB)", func(p *PhaseResult) float64 { return p.NATSRSSPeakMB }, "%.1f", true},
-	{"nats_cpu_seconds_per_1000", "its nats-server's CPU s per 1000", func(p *PhaseResult) float64 { return p.NATSCPUPer1000 }, "%.3f", true},
+	{"ingress_per_second", "ingress throughput (202/s)", func(p *PhaseResult) float64 { return p.IngressRate }, "%.0f", false, false},
+	{"e2e_per_second", "end-to-end throughput (msg/s)", func(p *PhaseResult) float64 { return p.E2ERate }, "%.0f", false, false},
+	{"ingress_p50_ms", "ingress p50 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P50 }, "%.2f", false, false},
+	{"ingress_p90_ms", "ingress p90 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P90 }, "%.2f", false, false},
+	{"ingress_p99_ms", "ingress p99 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P99 }, "%.2f", false, false},
+	{"ingress_p99_9_ms", "ingress p99.9 (ms)", func(p *PhaseResult) float64 { return p.Ingress.P999 }, "%.2f", false, false},
+	{"e2e_p50_ms", "end-to-end p50 (ms)", func(p *PhaseResult) float64 { return p.E2E.P50 }, "%.2f", false, false},
+	{"e2e_p90_ms", "end-to-end p90 (ms)", func(p *PhaseResult) float64 { return p.E2E.P90 }, "%.2f", false, false},
+	{"e2e_p99_ms", "end-to-end p99 (ms)", func(p *PhaseResult) float64 { return p.E2E.P99 }, "%.2f", false, false},
+	{"e2e_p99_9_ms", "end-to-end p99.9 (ms)", func(p *PhaseResult) float64 { return p.E2E.P999 }, "%.2f", false, false},
+	{"send_lag_p99_ms", "harness send lag p99 (ms)", func(p *PhaseResult) float64 { return p.SendLag.P99 }, "%.2f", true, true},
+	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f", false, true},
+	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f", false, true},
+	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f", false, false},
+	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f", false, false},
+	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f", false, false},
+	{"nats_rss_peak_mb", "its nats-server's RSS peak (MB)", func(p *PhaseResult) float64 { return p.NATSRSSPeakMB }, "%.1f", true, false},
+	{"nats_cpu_seconds_per_1000", "its nats-server's CPU s per 1000", func(p *PhaseResult) float64 { return p.NATSCPUPer1000 }, "%.3f", true, false},
 }
 
 func target(ts []*TargetResult, name string) *TargetResult {
@@ -75,7 +76,7 @@ func ratios(ts []*TargetResult, num, by string) []PhaseRatios {
 		}
 		pr := PhaseRatios{Phase: dp.Name, Ratios: map[string]float64{}}
 		for _, f := range figures {
-			if cv := f.get(cp); cv != 0 {
+			if cv := f.get(cp); cv != 0 && !f.noRatio {
 				pr.Ratios[f.key] = f.get(dp) / cv
 			}
 		}
