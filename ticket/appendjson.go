@@ -1,0 +1,320 @@
+package ticket
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
+)
+
+// AppendJSON appends the routed message r as JSON to b and returns the
+// extended slice. Its bytes are those of the v2 engine with encoding/json's
+// options (jsonv2.Marshal(r, jsonv1.DefaultOptionsV1())), what deskrelay
+// published before this encoder: encoding/json.Marshal's, except that
+// invalid UTF-8 becomes the character U+FFFD rather than the escape
+// \ufffd (the same JSON value). It is written field by field, without
+// reflection: every routed message is encoded once, and reflection was
+// most of the cost. An error (a NaN score, a time outside years
+// 0…9999, an invalid raw payload) leaves b's contents undefined.
+//
+// A field added to Ticket, Caller, Profile, Routing, Hints or Routed must
+// be added here too: TestAppendJSONCoversEveryField fails until it is.
+func (r *Routed) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"schema":`...)
+	b = appendString(b, r.Schema)
+	b = append(b, `,"ticket":`...)
+	if b, err = r.Ticket.AppendJSON(b); err != nil {
+		return b, err
+	}
+	b = append(b, `,"profile":`...)
+	if b, err = r.Profile.appendJSON(b); err != nil {
+		return b, err
+	}
+	b = append(b, `,"routing":`...)
+	b = r.Routing.appendJSON(b)
+	b = append(b, `,"routed_at":`...)
+	if b, err = appendTime(b, r.RoutedAt); err != nil {
+		return b, fmt.Errorf("routed_at: %w", err)
+	}
+	return append(b, '}'), nil
+}
+
+// AppendJSON appends the ticket t as JSON to b, with the bytes
+// [Routed.AppendJSON] describes.
+func (t *Ticket) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"id":`...)
+	b = appendString(b, t.ID)
+	b = append(b, `,"source":`...)
+	b = appendString(b, t.Source)
+	b = appendOptString(b, `,"number":`, t.Number)
+	b = append(b, `,"title":`...)
+	b = appendString(b, t.Title)
+	b = appendOptString(b, `,"description":`, t.Description)
+	b = append(b, `,"caller":{`...)
+	n := len(b)
+	b = appendOptString(b, `,"id":`, t.Caller.ID)
+	b = appendOptString(b, `,"email":`, t.Caller.Email)
+	b = appendOptString(b, `,"name":`, t.Caller.Name)
+	if len(b) > n {
+		b = slices.Delete(b, n, n+1) // the first member's comma
+	}
+	b = append(b, '}')
+	b = appendOptString(b, `,"channel":`, string(t.Channel))
+	b = appendOptString(b, `,"category":`, t.Category)
+	b = appendOptString(b, `,"subcategory":`, t.Subcategory)
+	b = appendOptInt(b, `,"impact":`, t.Impact)
+	b = appendOptInt(b, `,"urgency":`, t.Urgency)
+	b = appendOptInt(b, `,"priority":`, t.Priority)
+	b = appendOptString(b, `,"state":`, t.State)
+	b = appendOptString(b, `,"assignment_group":`, t.AssignmentGroup)
+	b = appendOptString(b, `,"assigned_to":`, t.AssignedTo)
+	b = appendOptString(b, `,"configuration_item":`, t.ConfigurationItem)
+	if !t.OpenedAt.IsZero() {
+		b = append(b, `,"opened_at":`...)
+		if b, err = appendTime(b, t.OpenedAt); err != nil {
+			return b, fmt.Errorf("opened_at: %w", err)
+		}
+	}
+	if !t.UpdatedAt.IsZero() {
+		b = append(b, `,"updated_at":`...)
+		if b, err = appendTime(b, t.UpdatedAt); err != nil {
+			return b, fmt.Errorf("updated_at: %w", err)
+		}
+	}
+	b = appendOptString(b, `,"version":`, t.Version)
+	if len(t.Tags) > 0 {
+		b = append(b, `,"tags":`...)
+		b = appendStrings(b, t.Tags)
+	}
+	if len(t.Raw) > 0 {
+		b = append(b, `,"raw":`...)
+		// The vendor's payload, checked, compacted and escaped as the v2
+		// engine does it: the same bytes as before, at its speed.
+		if b, err = jsontext.AppendFormat(b, t.Raw, jsonv1.DefaultOptionsV1()); err != nil {
+			return b, fmt.Errorf("raw: %w", err)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func (p *Profile) appendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"name":`...)
+	b = appendString(b, string(p.Name))
+	b = append(b, `,"source":`...)
+	b = appendString(b, p.Source)
+	b = append(b, `,"confidence":`...)
+	if b, err = appendFloat(b, p.Confidence); err != nil {
+		return b, fmt.Errorf("profile confidence: %w", err)
+	}
+	if p.Competence != nil {
+		b = append(b, `,"competence":`...)
+		if b, err = appendFloat(b, *p.Competence); err != nil {
+			return b, fmt.Errorf("profile competence: %w", err)
+		}
+	}
+	if p.Attitude != nil {
+		b = append(b, `,"attitude":`...)
+		if b, err = appendFloat(b, *p.Attitude); err != nil {
+			return b, fmt.Errorf("profile attitude: %w", err)
+		}
+	}
+	b = appendOptString(b, `,"reason":`, p.Reason)
+	if !p.At.IsZero() {
+		b = append(b, `,"at":`...)
+		if b, err = appendTime(b, p.At); err != nil {
+			return b, fmt.Errorf("profile at: %w", err)
+		}
+	}
+	b = appendOptString(b, `,"familiar_group":`, p.FamiliarGroup)
+	b = appendOptString(b, `,"familiar_agent":`, p.FamiliarAgent)
+	return append(b, '}'), nil
+}
+
+func (r *Routing) appendJSON(b []byte) []byte {
+	b = append(b, `{"tier":`...)
+	b = appendString(b, string(r.Tier))
+	b = append(b, `,"channel":`...)
+	b = appendString(b, string(r.Channel))
+	b = append(b, `,"priority":`...)
+	b = strconv.AppendInt(b, int64(r.Priority), 10)
+	b = append(b, `,"rules":`...)
+	if r.Rules == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendStrings(b, r.Rules)
+	}
+	h := &r.Hints
+	b = append(b, `,"hints":{`...)
+	n := len(b)
+	b = appendOptString(b, `,"communication_style":`, h.CommunicationStyle)
+	b = appendOptString(b, `,"language":`, h.Language)
+	if len(h.PreferredChannels) > 0 {
+		b = append(b, `,"preferred_channels":[`...)
+		for i, c := range h.PreferredChannels {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, string(c))
+		}
+		b = append(b, ']')
+	}
+	if len(h.Do) > 0 {
+		b = append(b, `,"do":`...)
+		b = appendStrings(b, h.Do)
+	}
+	if len(h.Avoid) > 0 {
+		b = append(b, `,"avoid":`...)
+		b = appendStrings(b, h.Avoid)
+	}
+	b = appendOptString(b, `,"status_update_every":`, h.StatusUpdateEvery)
+	b = appendOptString(b, `,"virtual_agent":`, h.VirtualAgent)
+	if len(h.Extra) > 0 {
+		keys := make([]string, 0, len(h.Extra))
+		for k := range h.Extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys) // encoding/json's order
+		b = append(b, `,"extra":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, h.Extra[k])
+		}
+		b = append(b, '}')
+	}
+	if len(b) > n {
+		b = slices.Delete(b, n, n+1) // the first member's comma
+	}
+	return append(b, "}}"...)
+}
+
+// appendOptString appends member (`,"name":`) and s unless s is empty
+// (omitempty).
+func appendOptString(b []byte, member, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(append(b, member...), s)
+}
+
+// appendOptInt appends member and n unless n is 0 (omitempty).
+func appendOptInt(b []byte, member string, n int) []byte {
+	if n == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, member...), int64(n), 10)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+var errNotFinite = errors.New("json: unsupported value: a number must be finite")
+
+// appendFloat appends f as encoding/json does: the shortest decimal that
+// reads back as f, in exponent form below 1e-6 and from 1e21, with a
+// one-digit exponent where one suffices (1e-7, not 1e-07).
+func appendFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, errNotFinite
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// appendTime appends t as time.Time's MarshalJSON does: RFC 3339 with
+// sub-second digits as needed, an error outside years 0…9999.
+func appendTime(b []byte, t time.Time) ([]byte, error) {
+	b = append(b, '"')
+	b, err := t.AppendText(b)
+	if err != nil {
+		return b, err
+	}
+	return append(b, '"'), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it: the short escapes \b \f \n \r \t \" \\, \u00xx for the other
+// control characters, \u003c \u003e \u0026 for < > & and \u2028 \u2029
+// for the line and paragraph separators. Invalid UTF-8 becomes U+FFFD,
+// written as the character.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, "\uFFFD"...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
