@@ -37,8 +37,9 @@ func TestWriteAccepted(t *testing.T) {
 			if got != want {
 				t.Errorf("answer %q decodes to %+v, want %+v", body, got, want)
 			}
-			if rec.Code != 202 || rec.Header().Get("Content-Type") != "application/json" || body[len(body)-1] != '\n' {
-				t.Errorf("answer %d %v %q, want 202, application/json and a final newline", rec.Code, rec.Header(), body)
+			h := rec.Header()
+			if rec.Code != 202 || h.Get("Content-Type") != "application/json" || h.Get("X-Content-Type-Options") != "nosniff" || body[len(body)-1] != '\n' {
+				t.Errorf("answer %d %v %q, want 202, application/json, nosniff and a final newline", rec.Code, h, body)
 			}
 		})
 	}
