@@ -247,7 +247,7 @@ func TestMedians(t *testing.T) {
 // servers: deskrelay and inline by the ceiling, deskrelay by the relay.
 func TestTableRatios(t *testing.T) {
 	phase := func(rate float64) []PhaseResult {
-		return []PhaseResult{{Name: "closed", Senders: 32, E2ERate: rate, IngressRate: rate}}
+		return []PhaseResult{{Name: "closed", Senders: 32, E2ERate: rate, IngressRate: rate, Errors: int64(rate)}}
 	}
 	ts := []*TargetResult{
 		{Name: "deskrelay", Phases: phase(500)},
@@ -268,10 +268,14 @@ func TestTableRatios(t *testing.T) {
 			if f := strings.Fields(line); len(f) < 7 || strings.Join(f[len(f)-7:], " ") != "500 800 1000 400 0.80× 0.50× 1.25×" {
 				t.Errorf("throughput row = %q, want the four rates then 0.80× 0.50× 1.25×", line)
 			}
-			return
+		}
+		if strings.Contains(line, "errors (not 202") && strings.Count(line, "-") != 3 {
+			t.Errorf("errors row = %q, want its counts and no ratios (three -)", line)
 		}
 	}
-	t.Fatalf("no throughput row in:\n%s", out)
+	if !strings.Contains(out, "end-to-end throughput") {
+		t.Fatalf("no throughput row in:\n%s", out)
+	}
 }
 
 func TestFlags(t *testing.T) {
@@ -283,7 +287,9 @@ func TestFlags(t *testing.T) {
 		{"a DESKRELAY setting", []string{"-deskrelay-env", "DESKRELAY_PIPELINE_WORKERS=32"}, []string{"DESKRELAY_PIPELINE_WORKERS=32"}},
 		{"runtime settings, comma-separated", []string{"-deskrelay-env", "GOGC=200,GOMEMLIMIT=512MiB,GOMAXPROCS=2"}, []string{"GOGC=200", "GOMEMLIMIT=512MiB", "GOMAXPROCS=2"}},
 		{"GODEBUG keeps its commas", []string{"-deskrelay-env", "GOGC=200,GODEBUG=gctrace=1,madvdontneed=1"}, []string{"GOGC=200", "GODEBUG=gctrace=1,madvdontneed=1"}},
-		{"the flag repeated", []string{"-deskrelay-env", "GODEBUG=gctrace=1", "-deskrelay-env", "DESKRELAY_PIPELINE_INLINE=true"}, []string{"GODEBUG=gctrace=1", "DESKRELAY_PIPELINE_INLINE=true"}},
+		{"the flag repeated", []string{"-deskrelay-env", "GODEBUG=gctrace=1", "-deskrelay-env", "DESKRELAY_PIPELINE_WORKERS=8"}, []string{"GODEBUG=gctrace=1", "DESKRELAY_PIPELINE_WORKERS=8"}},
+		{"empty pieces are skipped", []string{"-deskrelay-env", "GOGC=50,,DESKRELAY_PIPELINE_WORKERS=8,"}, []string{"GOGC=50", "DESKRELAY_PIPELINE_WORKERS=8"}},
+		{"pipeline.inline is the target's", []string{"-deskrelay-env", "DESKRELAY_PIPELINE_INLINE=true"}, nil},
 		{"another variable", []string{"-deskrelay-env", "PATH=/tmp"}, nil},
 		{"no value", []string{"-deskrelay-env", "DESKRELAY_PIPELINE_WORKERS"}, nil},
 		{"relative rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "0.5x"}, nil},

@@ -159,9 +159,15 @@ func parseEnv(v string) ([]string, error) {
 		} else {
 			v = ""
 		}
+		if kv == "" {
+			continue
+		}
 		k, _, ok := strings.Cut(kv, "=")
-		if !ok || !deskrelayEnv(k) {
-			return nil, fmt.Errorf("%q is not KEY=VALUE with a DESKRELAY_* key or GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG", kv)
+		switch {
+		case k == "DESKRELAY_PIPELINE_INLINE":
+			return nil, fmt.Errorf("%q: each target sets pipeline.inline itself; measure it with -targets inline (or deskrelay for two stages)", kv)
+		case !ok || !deskrelayEnv(k):
+			return nil, fmt.Errorf("%q is not KEY=VALUE with a DESKRELAY_* key or GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG (a value other than GODEBUG's cannot hold a comma)", kv)
 		}
 		out = append(out, kv)
 	}
@@ -564,6 +570,9 @@ func run(ctx context.Context, o *options) error {
 						perSec = r.value * maxRate
 					}
 					if perSec < 1 {
+						if maxRate == 0 {
+							return fmt.Errorf("open loop %s: the first target's closed loop delivered nothing end to end, so relative rates have no base; give requests/s", r)
+						}
 						return fmt.Errorf("open loop %s: %.2f requests/s is too low", r, perSec)
 					}
 					n := min(o.maxRequests, int64(perSec*o.duration.Seconds())+1)

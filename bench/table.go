@@ -14,7 +14,7 @@ type figure struct {
 	get        func(*PhaseResult) float64
 	format     string
 	optional   bool // left out of the table when every server's value is 0
-	noRatio    bool // a count, or the harness's own: no ratio between servers
+	noRatio    bool // a count, or the harness's send lag: no ratio between servers
 }
 
 var figures = []figure{

@@ -499,3 +499,39 @@ func TestIngressBodyLengths(t *testing.T) {
 		t.Errorf("stored %d tickets, want the 4 accepted", n)
 	}
 }
+
+// TestIngressLargeBody covers bodies announced around 64 KiB, where
+// the ingress stops sizing the buffer up front, under a larger limit.
+func TestIngressLargeBody(t *testing.T) {
+	cfg := map[string]config.Connector{
+		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 128 << 10},
+	}
+	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	sink := &memSink{}
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps.Endpoints, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), connectors.NewMetrics(nil)))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	for _, n := range []int{64<<10 - 1, 64 << 10, 64<<10 + 1, 128 << 10, 128<<10 + 1} {
+		const head, tail = `{"id":"INC1","title":"`, `"}`
+		body := head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+		want := http.StatusAccepted
+		if n > 128<<10 {
+			want = http.StatusRequestEntityTooLarge
+		}
+		if code, got := postTicket(t, srv, strings.NewReader(body), nil); code != want {
+			t.Errorf("%d-byte body: %d %.200s, want %d", n, code, got, want)
+		}
+	}
+	if len(sink.tickets) != 4 {
+		t.Fatalf("stored %d tickets, want 4", len(sink.tickets))
+	}
+	for _, tk := range sink.tickets {
+		if len(tk.Title) < 64<<10-30 {
+			t.Errorf("stored a title of %d bytes; the body was cut", len(tk.Title))
+		}
+	}
+}

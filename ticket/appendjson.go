@@ -30,7 +30,7 @@ func (r *Routed) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"schema":`...)
 	b = appendString(b, r.Schema)
 	b = append(b, `,"ticket":`...)
-	if b, err = r.Ticket.AppendJSON(b); err != nil {
+	if b, err = r.Ticket.appendJSON(b, 2); err != nil {
 		return b, err
 	}
 	b = append(b, `,"profile":`...)
@@ -48,7 +48,15 @@ func (r *Routed) AppendJSON(b []byte) ([]byte, error) {
 
 // AppendJSON appends the ticket t as JSON to b, with the bytes
 // [Routed.AppendJSON] describes.
-func (t *Ticket) AppendJSON(b []byte) ([]byte, error) {
+func (t *Ticket) AppendJSON(b []byte) ([]byte, error) { return t.appendJSON(b, 1) }
+
+// maxDepth is the nesting the v2 engine, and with it ticket.Decode,
+// accepts in one JSON value.
+const maxDepth = 10000
+
+// appendJSON appends t, which sits inside depth JSON containers (its own
+// object included), so that its raw payload may nest maxDepth-depth deep.
+func (t *Ticket) appendJSON(b []byte, depth int) ([]byte, error) {
 	var err error
 	b = append(b, `{"id":`...)
 	b = appendString(b, t.ID)
@@ -98,8 +106,18 @@ func (t *Ticket) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"raw":`...)
 		// The vendor's payload, checked, compacted and escaped as the v2
 		// engine does it: the same bytes as before, at its speed.
+		start := len(b)
 		if b, err = jsontext.AppendFormat(b, t.Raw, jsonv1.DefaultOptionsV1()); err != nil {
 			return b, fmt.Errorf("raw: %w", err)
+		}
+		// AppendFormat checks the payload's depth as if it were the whole
+		// message; inside the message it may nest less deep. n levels
+		// take at least 2n bytes, so a short payload needs no look.
+		room := maxDepth - depth
+		if out := b[start:]; len(out) >= 2*(room+1) {
+			if n := nesting(out); n > room {
+				return b, fmt.Errorf("raw: nested %d levels deep inside %d of the message, over the %d levels JSON decoders accept", n, depth, maxDepth)
+			}
 		}
 	}
 	return append(b, '}'), nil
@@ -251,15 +269,36 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	return b, nil
 }
 
+// nesting returns the deepest nesting of arrays and objects in the
+// valid, compact JSON value v.
+func nesting(v []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case inString && c == '\\':
+			i++ // the escaped byte
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // appendTime appends t as time.Time's MarshalJSON does: RFC 3339 with
-// sub-second digits as needed, an error outside years 0…9999.
+// sub-second digits as needed, an error outside years 0…9999 (b is then
+// returned as it was).
 func appendTime(b []byte, t time.Time) ([]byte, error) {
-	b = append(b, '"')
-	b, err := t.AppendText(b)
+	out, err := t.AppendText(append(b, '"'))
 	if err != nil {
 		return b, err
 	}
-	return append(b, '"'), nil
+	return append(out, '"'), nil
 }
 
 const hexDigits = "0123456789abcdef"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,27 @@ func TestAppendJSON(t *testing.T) {
 			tt.edit(&r)
 			checkAppendJSON(t, &r)
 		})
+	}
+}
+
+// TestAppendJSONRawDepth checks the raw payload's nesting limit at its
+// depth inside the message: JSON decoders accept 10,000 levels in all, so
+// a payload may nest 9,999 deep in a ticket and 9,998 in a routed
+// message. Brackets inside strings do not count.
+func TestAppendJSONRawDepth(t *testing.T) {
+	for _, n := range []int{9997, 9998, 9999, 10000} {
+		for _, inner := range []string{"", `"[{\"[{"`} {
+			raw := json.RawMessage(strings.Repeat("[", n) + inner + strings.Repeat("]", n))
+			t.Run(fmt.Sprintf("%d levels, inner %q", n, inner), func(t *testing.T) {
+				checkAppendJSON(t, &Routed{Ticket: Ticket{ID: "INC1", Raw: raw}})
+				if _, err := (&Routed{Ticket: Ticket{Raw: raw}}).AppendJSON(nil); (err != nil) != (n > 9998) {
+					t.Errorf("routed message: error %v, want one only past 9,998 levels", err)
+				}
+				if _, err := (&Ticket{Raw: raw}).AppendJSON(nil); (err != nil) != (n > 9999) {
+					t.Errorf("ticket: error %v, want one only past 9,999 levels", err)
+				}
+			})
+		}
 	}
 }
 
