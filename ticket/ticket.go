@@ -193,9 +193,11 @@ var ErrNotTicket = errors.New("not a ticket JSON object")
 // Decode parses a normalised ticket as published on the ingest subject and
 // validates it.
 func Decode(data []byte) (Ticket, error) {
-	var t Ticket
-	if err := jsonv1.Unmarshal(data, &t); err != nil {
-		return Ticket{}, fmt.Errorf("%w: %w", ErrNotTicket, err)
+	t, ok := DecodeFast(data)
+	if !ok {
+		if err := jsonv1.Unmarshal(data, &t); err != nil {
+			return Ticket{}, fmt.Errorf("%w: %w", ErrNotTicket, err)
+		}
 	}
 	if err := t.Validate(); err != nil {
 		return t, err

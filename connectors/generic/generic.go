@@ -303,6 +303,9 @@ func tags(res gjson.Result) []string {
 // identity decodes a normalised ticket. Unknown fields are refused, so a
 // misspelt field is an error rather than silently dropped.
 func identity(body []byte) (ticket.Ticket, error) {
+	if t, ok := ticket.DecodeFast(body); ok { // the usual shape, without reflection
+		return t, nil
+	}
 	var t ticket.Ticket
 	// encoding/json's semantics (v1), on the faster v2 engine: a decoder
 	// over the whole body, no stream buffer.
