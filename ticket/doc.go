@@ -6,4 +6,9 @@
 //
 // The wire format is JSON with snake_case keys. Adding an optional field is
 // backwards compatible; renaming or removing one changes [RoutedSchema].
+// deskrelay writes that format with [Routed.AppendJSON] and
+// [Ticket.AppendJSON] and reads the usual shape of a ticket with
+// [DecodeFast], without reflection: a field added to the types must be
+// added to both (TestAppendJSONCoversEveryField fails until it is written;
+// DecodeFast leaves a ticket with the new member to the full decoder).
 package ticket
