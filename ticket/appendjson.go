@@ -85,17 +85,11 @@ func (t *Ticket) appendJSON(b []byte, depth int) ([]byte, error) {
 	b = appendOptString(b, `,"assignment_group":`, t.AssignmentGroup)
 	b = appendOptString(b, `,"assigned_to":`, t.AssignedTo)
 	b = appendOptString(b, `,"configuration_item":`, t.ConfigurationItem)
-	if !t.OpenedAt.IsZero() {
-		b = append(b, `,"opened_at":`...)
-		if b, err = appendTime(b, t.OpenedAt); err != nil {
-			return b, fmt.Errorf("opened_at: %w", err)
-		}
+	if b, err = appendOptTime(b, "opened_at", t.OpenedAt); err != nil {
+		return b, err
 	}
-	if !t.UpdatedAt.IsZero() {
-		b = append(b, `,"updated_at":`...)
-		if b, err = appendTime(b, t.UpdatedAt); err != nil {
-			return b, fmt.Errorf("updated_at: %w", err)
-		}
+	if b, err = appendOptTime(b, "updated_at", t.UpdatedAt); err != nil {
+		return b, err
 	}
 	b = appendOptString(b, `,"version":`, t.Version)
 	if len(t.Tags) > 0 {
@@ -133,24 +127,21 @@ func (p *Profile) appendJSON(b []byte) ([]byte, error) {
 	if b, err = appendFloat(b, p.Confidence); err != nil {
 		return b, fmt.Errorf("profile confidence: %w", err)
 	}
-	if p.Competence != nil {
-		b = append(b, `,"competence":`...)
-		if b, err = appendFloat(b, *p.Competence); err != nil {
-			return b, fmt.Errorf("profile competence: %w", err)
+	for _, f := range [...]struct {
+		name string
+		v    *float64
+	}{{"competence", p.Competence}, {"attitude", p.Attitude}} {
+		if f.v == nil {
+			continue
 		}
-	}
-	if p.Attitude != nil {
-		b = append(b, `,"attitude":`...)
-		if b, err = appendFloat(b, *p.Attitude); err != nil {
-			return b, fmt.Errorf("profile attitude: %w", err)
+		b = append(append(append(b, `,"`...), f.name...), `":`...)
+		if b, err = appendFloat(b, *f.v); err != nil {
+			return b, fmt.Errorf("profile %s: %w", f.name, err)
 		}
 	}
 	b = appendOptString(b, `,"reason":`, p.Reason)
-	if !p.At.IsZero() {
-		b = append(b, `,"at":`...)
-		if b, err = appendTime(b, p.At); err != nil {
-			return b, fmt.Errorf("profile at: %w", err)
-		}
+	if b, err = appendOptTime(b, "at", p.At); err != nil {
+		return b, fmt.Errorf("profile %w", err)
 	}
 	b = appendOptString(b, `,"familiar_group":`, p.FamiliarGroup)
 	b = appendOptString(b, `,"familiar_agent":`, p.FamiliarAgent)
@@ -176,14 +167,8 @@ func (r *Routing) appendJSON(b []byte) []byte {
 	b = appendOptString(b, `,"communication_style":`, h.CommunicationStyle)
 	b = appendOptString(b, `,"language":`, h.Language)
 	if len(h.PreferredChannels) > 0 {
-		b = append(b, `,"preferred_channels":[`...)
-		for i, c := range h.PreferredChannels {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, string(c))
-		}
-		b = append(b, ']')
+		b = append(b, `,"preferred_channels":`...)
+		b = appendStrings(b, h.PreferredChannels)
 	}
 	if len(h.Do) > 0 {
 		b = append(b, `,"do":`...)
@@ -235,15 +220,30 @@ func appendOptInt(b []byte, member string, n int) []byte {
 	return strconv.AppendInt(append(b, member...), int64(n), 10)
 }
 
-func appendStrings(b []byte, ss []string) []byte {
+func appendStrings[S ~string](b []byte, ss []S) []byte {
 	b = append(b, '[')
 	for i, s := range ss {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = appendString(b, string(s))
 	}
 	return append(b, ']')
+}
+
+// appendOptTime appends the member name and t unless t is zero
+// (omitzero); an error names the member.
+func appendOptTime(b []byte, name string, t time.Time) ([]byte, error) {
+	if t.IsZero() {
+		return b, nil
+	}
+	n := len(b)
+	b = append(append(append(b, `,"`...), name...), `":`...)
+	out, err := appendTime(b, t)
+	if err != nil {
+		return b[:n], fmt.Errorf("%s: %w", name, err)
+	}
+	return out, nil
 }
 
 var errNotFinite = errors.New("json: unsupported value: a number must be finite")
