@@ -84,8 +84,8 @@ func (p *phase) done(h *hdrhistogram.Histogram, code int, err error, lat time.Du
 	p.mu.Unlock()
 }
 
-// merge adds the histogram of ingress latencies into dst (p.ingress,
-// or p.lag from the open loop's dispatcher).
+// merge adds a sender's or the dispatcher's histogram h into dst
+// (p.ingress or p.lag) under the phase's lock.
 func (p *phase) merge(dst, h *hdrhistogram.Histogram) {
 	p.mu.Lock()
 	dst.Merge(h)

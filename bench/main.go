@@ -4,19 +4,21 @@
 //
 // It builds deskrelay, starts it as a subprocess on the example config
 // (embedded NATS, file storage, the full rule set) with a generated
-// directory of 50,000 callers, and drives it over keep-alive HTTP with
-// about 1.5 KB webhooks: first closed loop (N senders, as fast as it
-// answers: the maximum throughput), then open loop at fixed rates (half of
-// that maximum by default), measuring ingress latency (POST → 202) and end
+// directory of 50,000 callers, once with pipeline.inline (target inline)
+// and once as the config has it (target deskrelay, two stages), and
+// drives each over keep-alive HTTP with about 1.5 KB webhooks: first
+// closed loop (N senders, as fast as it answers: the maximum
+// throughput), then open loop at fixed rates (by default half of the
+// first target's maximum, the same rate for every server), measuring ingress latency (POST → 202) and end
 // to end latency (POST → routed message at a JetStream consumer) with HDR
 // histograms, throughput, errors, and the subprocess's RSS and CPU time.
 // Then it does the same to the ceiling, a bare handler on the same NATS
 // settings that only decodes the body and stores it with a Nats-Msg-Id
 // (see serveCeiling), and to the relay, the ceiling plus a bare processing
 // stage that moves each stored ticket unchanged to the routed stream (the
-// NATS work deskrelay's architecture needs, without deskrelay's own), and
-// prints every figure of deskrelay as a ratio to the ceiling's and to the
-// relay's. Results go to bench/results/<date>-<git hash>.json.
+// NATS work deskrelay's two stages need, without deskrelay's own), and
+// prints every figure with the ratios inline ÷ ceiling, deskrelay ÷
+// ceiling and deskrelay ÷ relay. Results go to bench/results/<date>-<git hash>.json.
 //
 // Traffic goes only to 127.0.0.1, every phase is bounded in time and in
 // requests, and the subprocesses and temporary directories are removed on
@@ -308,9 +310,9 @@ type PhaseResult struct {
 	E2ERate     float64          `json:"e2e_per_second"`
 	Ingress     Latency          `json:"ingress_ms"`
 	E2E         Latency          `json:"e2e_ms"`
-	// SendLag is, in the open loop, how late the harness itself began
-	// sending each request after its due time: included in Ingress and
-	// E2E, and not the server's doing. Zero in the closed loop.
+	// SendLag is, in the open loop, how late the harness's dispatcher
+	// handed each request to its workers after its due time: included in
+	// Ingress and E2E, and not the server's doing. Zero in the closed loop.
 	SendLag     Latency   `json:"send_lag_ms,omitzero"`
 	RSSPeakMB   float64   `json:"rss_peak_mb"`
 	RSSEndMB    float64   `json:"rss_end_mb"`
