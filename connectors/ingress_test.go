@@ -62,8 +62,14 @@ func (s *memSink) Ingest(_ context.Context, t ticket.Ticket) error {
 
 func newServer(t *testing.T, sink connectors.Sink, opts ...func(*connectors.Ingress)) (*httptest.Server, *prometheus.Registry) {
 	t.Helper()
+	return newServerLimit(t, sink, 2048, opts...)
+}
+
+// newServerLimit is newServer with a body limit of maxBody bytes.
+func newServerLimit(t *testing.T, sink connectors.Sink, maxBody int64, opts ...func(*connectors.Ingress)) (*httptest.Server, *prometheus.Registry) {
+	t.Helper()
 	cfg := map[string]config.Connector{
-		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 2048},
+		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: maxBody},
 	}
 	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
 	if err != nil {
@@ -436,6 +442,12 @@ func TestIngressAcceptedBody(t *testing.T) {
 	}
 }
 
+// ticketOfSize returns a valid ticket of exactly n bytes.
+func ticketOfSize(n int) string {
+	const head, tail = `{"id":"INC1","title":"`, `"}`
+	return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+}
+
 // TestIngressBodyLengths covers the ways a body's length can be told:
 // announced (read into a buffer of that size), chunked (read to its end),
 // at the limit and one byte over it either way, and announced but cut
@@ -443,11 +455,6 @@ func TestIngressAcceptedBody(t *testing.T) {
 func TestIngressBodyLengths(t *testing.T) {
 	sink := &memSink{}
 	srv, _ := newServer(t, sink) // max_body_bytes 2048
-	// sized returns a valid ticket of exactly n bytes.
-	sized := func(n int) string {
-		const head, tail = `{"id":"INC1","title":"`, `"}`
-		return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
-	}
 	for _, tt := range []struct {
 		name    string
 		body    string
@@ -456,10 +463,10 @@ func TestIngressBodyLengths(t *testing.T) {
 	}{
 		{"announced length", goodTicket, false, 202},
 		{"chunked", goodTicket, true, 202},
-		{"announced, at the limit", sized(2048), false, 202},
-		{"chunked, at the limit", sized(2048), true, 202},
-		{"announced, one byte over the limit", sized(2049), false, 413},
-		{"chunked, one byte over the limit", sized(2049), true, 413},
+		{"announced, at the limit", ticketOfSize(2048), false, 202},
+		{"chunked, at the limit", ticketOfSize(2048), true, 202},
+		{"announced, one byte over the limit", ticketOfSize(2049), false, 413},
+		{"chunked, one byte over the limit", ticketOfSize(2049), true, 413},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var prep func(*http.Request)
@@ -503,21 +510,10 @@ func TestIngressBodyLengths(t *testing.T) {
 // TestIngressLargeBody covers bodies announced around 64 KiB, where
 // the ingress stops sizing the buffer up front, under a larger limit.
 func TestIngressLargeBody(t *testing.T) {
-	cfg := map[string]config.Connector{
-		"generic": {Type: "generic", Auth: config.Auth{Type: "bearer", Token: config.NewSecret("t0ken")}, MaxBodyBytes: 128 << 10},
-	}
-	eps, err := connectors.Build(cfg, 1<<20, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
 	sink := &memSink{}
-	mux := http.NewServeMux()
-	mux.Handle("/webhooks/{source}", connectors.NewIngress(eps.Endpoints, sink, time.Second, 5*time.Second, zaptest.NewLogger(t), connectors.NewMetrics(nil)))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv, _ := newServerLimit(t, sink, 128<<10)
 	for _, n := range []int{64<<10 - 1, 64 << 10, 64<<10 + 1, 128 << 10, 128<<10 + 1} {
-		const head, tail = `{"id":"INC1","title":"`, `"}`
-		body := head + strings.Repeat("a", n-len(head)-len(tail)) + tail
+		body := ticketOfSize(n)
 		want := http.StatusAccepted
 		if n > 128<<10 {
 			want = http.StatusRequestEntityTooLarge
