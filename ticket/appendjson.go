@@ -92,10 +92,7 @@ func (t *Ticket) appendJSON(b []byte, depth int) ([]byte, error) {
 		return b, err
 	}
 	b = appendOptString(b, `,"version":`, t.Version)
-	if len(t.Tags) > 0 {
-		b = append(b, `,"tags":`...)
-		b = appendStrings(b, t.Tags)
-	}
+	b = appendOptStrings(b, `,"tags":`, t.Tags)
 	if len(t.Raw) > 0 {
 		b = append(b, `,"raw":`...)
 		// The vendor's payload, checked, compacted and escaped as the v2
@@ -166,18 +163,9 @@ func (r *Routing) appendJSON(b []byte) []byte {
 	n := len(b)
 	b = appendOptString(b, `,"communication_style":`, h.CommunicationStyle)
 	b = appendOptString(b, `,"language":`, h.Language)
-	if len(h.PreferredChannels) > 0 {
-		b = append(b, `,"preferred_channels":`...)
-		b = appendStrings(b, h.PreferredChannels)
-	}
-	if len(h.Do) > 0 {
-		b = append(b, `,"do":`...)
-		b = appendStrings(b, h.Do)
-	}
-	if len(h.Avoid) > 0 {
-		b = append(b, `,"avoid":`...)
-		b = appendStrings(b, h.Avoid)
-	}
+	b = appendOptStrings(b, `,"preferred_channels":`, h.PreferredChannels)
+	b = appendOptStrings(b, `,"do":`, h.Do)
+	b = appendOptStrings(b, `,"avoid":`, h.Avoid)
 	b = appendOptString(b, `,"status_update_every":`, h.StatusUpdateEvery)
 	b = appendOptString(b, `,"virtual_agent":`, h.VirtualAgent)
 	if len(h.Extra) > 0 {
@@ -218,6 +206,14 @@ func appendOptInt(b []byte, member string, n int) []byte {
 		return b
 	}
 	return strconv.AppendInt(append(b, member...), int64(n), 10)
+}
+
+// appendOptStrings appends member and ss unless ss is empty (omitempty).
+func appendOptStrings[S ~string](b []byte, member string, ss []S) []byte {
+	if len(ss) == 0 {
+		return b
+	}
+	return appendStrings(append(b, member...), ss)
 }
 
 func appendStrings[S ~string](b []byte, ss []S) []byte {
