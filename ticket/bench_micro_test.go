@@ -2,6 +2,7 @@ package ticket
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,17 +66,29 @@ func BenchmarkRoutedMarshal(b *testing.B) {
 //
 //	go test -run='^$' -bench=Decode -benchmem ./ticket
 func BenchmarkDecode(b *testing.B) {
-	tk := benchRouted().Ticket
-	data, err := json.Marshal(&tk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(data); err != nil {
-			b.Fatal(err)
+	for _, raw := range []string{"", `{"sys_id":"9d385017c611228701d22104cc95c371","number":"INC0010236","short_description":"Printer shows paper jam",` +
+		`"description":"` + strings.Repeat("Tray 2 is empty & still it jams. ", 30) + `","impact":"2","urgency":"1","sys_updated_on":"2026-11-25 09:00:00"}`} {
+		name := "raw=none"
+		if raw != "" {
+			name = fmt.Sprintf("raw=%dB", len(raw))
 		}
+		b.Run(name, func(b *testing.B) {
+			tk := benchRouted().Ticket
+			if raw != "" {
+				tk.Raw = json.RawMessage(raw)
+			}
+			data, err := json.Marshal(&tk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

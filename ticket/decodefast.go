@@ -1,11 +1,15 @@
 package ticket
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // DecodeFast decodes a ticket in the shape deskrelay writes it and
@@ -25,7 +29,7 @@ func DecodeFast(data []byte) (Ticket, bool) {
 // the ticket as it usually comes: one JSON object whose members are
 // ticket fields spelt exactly as in the contract, each once, with values
 // of their own JSON types or null. It reports false for anything else (a
-// member name in another case, an unknown or repeated member, raw, a
+// member name in another case, an unknown or repeated member, a
 // number that is not a plain integer, invalid UTF-8, an invalid time,
 // trailing data, bad JSON), and t is then to be discarded: the caller
 // decodes with the full decoder, whose result and errors are the
@@ -90,8 +94,10 @@ func decodeFast(data []byte, t *Ticket) bool {
 			return 18, d.str(&t.Version)
 		case "tags":
 			return 19, d.strs(&t.Tags)
+		case "raw":
+			return 20, d.raw(&t.Raw)
 		}
-		return 0, false // raw, or not a field
+		return 0, false // not a field
 	})
 	d.space()
 	return ok && d.i == len(data)
@@ -147,7 +153,7 @@ func (d *fastDecoder) object(member func(name string) (uint, bool)) bool {
 	}
 	var seen uint32
 	for {
-		name, plain, ok := d.raw()
+		name, plain, ok := d.quoted()
 		if !ok || !plain || !d.next(':') {
 			return false
 		}
@@ -165,10 +171,10 @@ func (d *fastDecoder) object(member func(name string) (uint, bool)) bool {
 	}
 }
 
-// raw reads a string and returns its content as in the body (a slice of
-// text), and whether it is plain: no escapes, no control characters,
+// quoted reads a string and returns its content as in the body (a slice
+// of text), and whether it is plain: no escapes, no control characters,
 // valid UTF-8.
-func (d *fastDecoder) raw() (s string, plain, ok bool) {
+func (d *fastDecoder) quoted() (s string, plain, ok bool) {
 	if !d.next('"') {
 		return "", false, false
 	}
@@ -204,7 +210,7 @@ func (d *fastDecoder) str(dst *string) bool {
 		return true
 	}
 	start := d.i
-	s, plain, ok := d.raw()
+	s, plain, ok := d.quoted()
 	switch {
 	case !ok:
 		return false
@@ -258,11 +264,38 @@ func (d *fastDecoder) time(dst interface{ UnmarshalJSON([]byte) error }) bool {
 		return true
 	}
 	start := d.i
-	if _, plain, ok := d.raw(); !ok || !plain {
+	if _, plain, ok := d.quoted(); !ok || !plain {
 		return false
 	}
 	return dst.UnmarshalJSON(d.data[start:d.i]) == nil
 }
+
+// raw reads any JSON value into dst as it stands in the body, as
+// encoding/json.RawMessage does (null too), checked by the decoder the
+// full one uses, with its options.
+func (d *fastDecoder) raw(dst *json.RawMessage) bool {
+	d.space()
+	rd := rawReaders.Get().(*rawReader)
+	defer func() { rd.r.Reset(nil); rawReaders.Put(rd) }() // not holding on to the body
+	rd.r.Reset(d.data[d.i:])
+	rd.dec.Reset(&rd.r, jsonv1.DefaultOptionsV1())
+	v, err := rd.dec.ReadValue()
+	if err != nil {
+		return false
+	}
+	*dst = append(json.RawMessage(nil), v...)
+	d.i += int(rd.dec.InputOffset())
+	return true
+}
+
+// rawReader is a JSON decoder over a byte slice, kept for the next raw
+// payload: a new one costs more allocations than the value it reads.
+type rawReader struct {
+	r   bytes.Reader
+	dec jsontext.Decoder
+}
+
+var rawReaders = sync.Pool{New: func() any { return new(rawReader) }}
 
 // strs reads an array of strings or null into dst.
 func (d *fastDecoder) strs(dst *[]string) bool {

@@ -1,6 +1,7 @@
 package ticket
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -51,7 +52,11 @@ func TestDecodeFast(t *testing.T) {
 		{"another case", `{"ID":"A"}`, false},
 		{"an unknown member", `{"id":"A","nope":1}`, false},
 		{"an unknown caller member", `{"id":"A","caller":{"phone":"1"}}`, false},
-		{"raw", `{"id":"A","raw":{"a":1}}`, false},
+		{"raw", `{"id":"A","raw": { "a" : [1, "x\u00e9"] } ,"title":"t"}`, true},
+		{"raw null", `{"id":"A","raw":null}`, true},
+		{"raw, duplicate names inside", `{"raw":{"a":1,"a":2}}`, true},
+		{"raw, invalid", `{"raw":{"a":}}`, false},
+		{"raw, invalid UTF-8 inside", "{\"raw\":\"caf\xe9\"}", true},
 		{"a repeated member", `{"id":"A","id":"B"}`, false},
 		{"a repeated caller member", `{"caller":{"id":"A","id":"B"}}`, false},
 		{"caller id and ticket id are different members", `{"id":"A","caller":{"id":"B"}}`, true},
@@ -94,7 +99,8 @@ func FuzzDecodeFast(f *testing.F) {
 		checkDecodeFast(t, data)
 		var tk Ticket
 		fill(t, reflect.ValueOf(&tk).Elem(), s)
-		tk.Raw, tk.Impact = nil, n
+		tk.Impact = n
+		tk.Raw, _ = json.Marshal(map[string]any{"s": s, "n": n, "l": []string{s}})
 		b, err := tk.AppendJSON(nil)
 		if err != nil {
 			t.Fatal(err)
