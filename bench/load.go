@@ -38,6 +38,7 @@ type phase struct {
 	received atomic.Int64
 	dropped  atomic.Int64 // open loop: no free worker, not sent
 	lastRecv atomic.Int64 // unix ns
+	bytes    atomic.Int64 // bodies of the messages received, each counted once
 
 	mu      sync.Mutex
 	ingress *hdrhistogram.Histogram
@@ -92,8 +93,9 @@ func (p *phase) merge(dst, h *hdrhistogram.Histogram) {
 	p.mu.Unlock()
 }
 
-// receive records the arrival of ticket seq at the consumer.
-func (p *phase) receive(seq int64, at time.Time) {
+// receive records the arrival of ticket seq, a message body of size
+// bytes, at the consumer.
+func (p *phase) receive(seq int64, size int, at time.Time) {
 	if seq < p.first || seq >= p.limit {
 		return
 	}
@@ -106,6 +108,7 @@ func (p *phase) receive(seq int64, at time.Time) {
 	_ = p.e2e.RecordValue(micros(at.Sub(time.Unix(0, sent))))
 	p.mu.Unlock()
 	p.received.Add(1)
+	p.bytes.Add(int64(size))
 	p.lastRecv.Store(at.UnixNano())
 }
 
@@ -277,7 +280,7 @@ func (l *loader) consume(ctx context.Context, natsURL, stream string) (stop func
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		now := time.Now()
 		if p := l.cur.Load(); p != nil {
-			p.receive(parseSeq(l.run, m.Headers().Get(ticket.HeaderTicketID)), now)
+			p.receive(parseSeq(l.run, m.Headers().Get(ticket.HeaderTicketID)), len(m.Data()), now)
 		}
 	}, jetstream.PullMaxMessages(4096), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {

@@ -314,6 +314,7 @@ type PhaseResult struct {
 	// handed each request to its workers after its due time: included in
 	// Ingress and E2E, and not the server's doing. Zero in the closed loop.
 	SendLag     Latency   `json:"send_lag_ms,omitzero"`
+	MsgBytes    float64   `json:"message_bytes"` // mean body received: stored per ticket in the stream read
 	RSSPeakMB   float64   `json:"rss_peak_mb"`
 	RSSEndMB    float64   `json:"rss_end_mb"`
 	RSSSeries   []float64 `json:"rss_mb_every_5s"` // from the phase's start through its drain
@@ -702,6 +703,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	}
 	if r.Received > 0 {
 		r.CPUPer1000 = r.CPUSeconds / float64(r.Received) * 1000
+		r.MsgBytes = float64(p.bytes.Load()) / float64(r.Received)
 		r.LoadCPU1000 = (selfAfter.CPU - selfBefore.CPU).Seconds() / float64(r.Received) * 1000
 		if natsPid != 0 {
 			r.NATSCPUPer1000 = (natsAfter.CPU - natsBefore.CPU).Seconds() / float64(r.Received) * 1000

@@ -31,6 +31,7 @@ var figures = []figure{
 	{"send_lag_p99_ms", "harness send lag p99 (ms)", func(p *PhaseResult) float64 { return p.SendLag.P99 }, "%.2f", true, true},
 	{"errors", "errors (not 202, dropped)", func(p *PhaseResult) float64 { return float64(p.Errors) }, "%.0f", false, true},
 	{"lost", "accepted, not received", func(p *PhaseResult) float64 { return float64(p.Lost) }, "%.0f", false, true},
+	{"message_bytes", "stored message body (bytes)", func(p *PhaseResult) float64 { return p.MsgBytes }, "%.0f", false, false},
 	{"rss_peak_mb", "RSS peak (MB)", func(p *PhaseResult) float64 { return p.RSSPeakMB }, "%.1f", false, false},
 	{"cpu_seconds_per_1000", "CPU s per 1000 tickets", func(p *PhaseResult) float64 { return p.CPUPer1000 }, "%.3f", false, false},
 	{"harness_cpu_seconds_per_1000", "harness CPU s per 1000", func(p *PhaseResult) float64 { return p.LoadCPU1000 }, "%.3f", false, false},
