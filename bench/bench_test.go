@@ -189,6 +189,10 @@ func TestLoadAgainstCeiling(t *testing.T) {
 			if n := closed.e2e.TotalCount(); n != 200 {
 				t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
 			}
+			// Both store the webhook body as posted: about 1.3 KB.
+			if mean := closed.bytes.Load() / 200; mean < 1000 || mean > 2000 {
+				t.Errorf("closed loop: mean stored body %d bytes, want the posted ~1.3 KB", mean)
+			}
 
 			open := newPhase(200, 50)
 			l.cur.Store(open)
@@ -210,6 +214,32 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Errorf("closed loop: %d send lags, want none", closed.lag.TotalCount())
 			}
 		})
+	}
+}
+
+// TestReceive: a message counts once, with its size, and only for the
+// phase whose tickets it carries.
+func TestReceive(t *testing.T) {
+	p := newPhase(10, 3)
+	now := time.Now()
+	p.markSent(10, now)
+	p.markSent(11, now)
+	for _, r := range []struct {
+		seq  int64
+		size int
+	}{
+		{10, 100}, {10, 100}, // redelivered: once
+		{11, 300},
+		{12, 50},          // not sent
+		{9, 70}, {13, 80}, // another phase's
+	} {
+		p.receive(r.seq, r.size, now.Add(time.Millisecond))
+	}
+	if got, bytes := p.received.Load(), p.bytes.Load(); got != 2 || bytes != 400 {
+		t.Errorf("received %d messages of %d bytes, want 2 of 400", got, bytes)
+	}
+	if n := p.e2e.TotalCount(); n != 2 {
+		t.Errorf("%d end-to-end latencies, want 2", n)
 	}
 }
 
