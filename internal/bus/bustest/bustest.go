@@ -64,7 +64,8 @@ func start(t testing.TB, opts *server.Options) *server.Server {
 
 // Cluster runs an n-node JetStream cluster (n >= 3 for a quorum) on
 // loopback, each node with its own t.TempDir() store, and waits until the
-// cluster has a meta leader and every node is current. Connect to any
+// cluster has a meta leader, every node is current and the leader counts
+// every node as a peer to place replicas on. Connect to any
 // node's ClientURL, or to all of them comma-separated.
 func Cluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
@@ -112,20 +113,26 @@ func Cluster(t testing.TB, n int) []*server.Server {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		leader, current := -1, 0
+		leader, current, online := -1, 0, 0
 		for i, s := range servers {
 			if s.JetStreamIsLeader() {
 				leader = i
+				// The peers the leader places streams on: online, with
+				// JetStream, and their stats received. Until all are,
+				// a stream with n replicas fails with "no suitable
+				// peers for placement, peer offline".
+				online = len(s.JetStreamClusterPeers())
 			}
 			if s.JetStreamIsCurrent() {
 				current++
 			}
 		}
-		if leader >= 0 && current == n {
+		if leader >= 0 && current == n && online == n {
 			return servers
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("jetstream cluster not ready after %s: leader node %d, %d of %d nodes current", 3*ReadyTimeout, leader, current, n)
+			t.Fatalf("jetstream cluster not ready after %s: leader node %d, %d of %d nodes current, %d online for placement",
+				3*ReadyTimeout, leader, current, n, online)
 		}
 		<-tick.C
 	}
