@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/connectors"
@@ -118,10 +122,13 @@ func TestLoadAgainstCeiling(t *testing.T) {
 		relay    bool
 		external bool // on a serveNATS server, as with -nats external
 		stream   string
+		bytes    int // -ceiling-body-bytes
 	}{
-		{"ceiling", false, false, "DESKRELAY_INGEST"},
-		{"relay", true, false, "DESKRELAY_ROUTED"},
-		{"relay on an external nats-server", true, true, "DESKRELAY_ROUTED"},
+		{"ceiling", false, false, "DESKRELAY_INGEST", 0},
+		{"relay", true, false, "DESKRELAY_ROUTED", 0},
+		{"relay on an external nats-server", true, true, "DESKRELAY_ROUTED", 0},
+		{"ceiling storing 2500 bytes", false, false, "DESKRELAY_INGEST", 2500},
+		{"relay storing 2500 bytes", true, false, "DESKRELAY_ROUTED", 2500},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
@@ -151,7 +158,7 @@ func TestLoadAgainstCeiling(t *testing.T) {
 			done := make(chan error, 1)
 			dir := t.TempDir() // before the goroutine, as above
 			go func() {
-				done <- serveCeiling(ctx, dir, "", "generic", natsURL, tt.relay, func(h, n string) { ready <- addrs{h, n} })
+				done <- serveCeiling(ctx, dir, "", "generic", natsURL, tt.relay, tt.bytes, func(h, n string) { ready <- addrs{h, n} })
 			}()
 			t.Cleanup(func() {
 				cancel()
@@ -189,10 +196,14 @@ func TestLoadAgainstCeiling(t *testing.T) {
 			if n := closed.e2e.TotalCount(); n != 200 {
 				t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
 			}
-			// Both store the webhook body as posted: about 1.3 KB.
-			if mean := closed.bytes.Load() / 200; mean < 1000 || mean > 2000 {
+			// Both store the webhook body as posted (about 1.3 KB), or
+			// padded to tt.bytes.
+			if mean := closed.bytes.Load() / 200; tt.bytes == 0 && (mean < 1000 || mean > 2000) {
 				t.Errorf("closed loop: mean stored body %d bytes, want the posted ~1.3 KB", mean)
+			} else if tt.bytes > 0 && mean != int64(tt.bytes) {
+				t.Errorf("closed loop: mean stored body %d bytes, want %d", mean, tt.bytes)
 			}
+			checkStored(t, a.nats, tt.stream, tt.bytes)
 
 			open := newPhase(200, 50)
 			l.cur.Store(open)
@@ -214,6 +225,48 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Errorf("closed loop: %d send lags, want none", closed.lag.TotalCount())
 			}
 		})
+	}
+}
+
+// checkStored checks the first message of stream: still JSON, of
+// bodyBytes when that is set, and with every Deskrelay-* header of a
+// routed message then, else the ticket id alone.
+func checkStored(t *testing.T, natsURL, stream string, bodyBytes int) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(m.Data) || (bodyBytes > 0 && len(m.Data) != bodyBytes) {
+		t.Errorf("stored body of %d bytes (want %d), valid JSON %v", len(m.Data), bodyBytes, json.Valid(m.Data))
+	}
+	var got []string
+	for k := range m.Header {
+		if strings.HasPrefix(k, "Deskrelay-") {
+			got = append(got, k)
+		}
+	}
+	slices.Sort(got)
+	want := []string{ticket.HeaderTicketID}
+	if bodyBytes > 0 {
+		want = []string{ticket.HeaderChannel, ticket.HeaderPriority, ticket.HeaderProfile, ticket.HeaderSchema, ticket.HeaderSource, ticket.HeaderTicketID, ticket.HeaderTier}
+		slices.Sort(want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("stored headers %v, want %v", got, want)
 	}
 }
 
@@ -325,6 +378,9 @@ func TestFlags(t *testing.T) {
 		{"relative rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "0.5x"}, nil},
 		{"absolute rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "2000"}, []string{}},
 		{"relative rates, references only", []string{"-targets", "ceiling,relay", "-rates", "0.5x"}, []string{}},
+		{"a ceiling body size", []string{"-ceiling-body-bytes", "2500"}, []string{}},
+		{"a negative ceiling body size", []string{"-ceiling-body-bytes", "-1"}, nil},
+		{"a ceiling body above 512 KiB", []string{"-ceiling-body-bytes", "524289"}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o, err := parseFlags(tt.args)

@@ -73,6 +73,7 @@ type options struct {
 	natsDir                               string // internal: run as the NATS server subprocess
 	ceilingDir                            string // internal: run as the ceiling subprocess
 	relay                                 bool   // internal: with ceilingDir, run as the relay
+	ceilingBytes                          int    // the ceiling's and relay's stored body, 0: as posted
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -105,6 +106,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.natsDir, "serve-nats", "", "internal: run a nats-server with its store in this directory")
 	fs.IntVar(&o.repeat, "repeat", 1, "run the whole sequence of servers this many times and report the median of each figure and of each ratio (ratios are taken within each repetition)")
 	fs.BoolVar(&o.logs, "logs", false, "keep each server's stderr (deskrelay's log) as <out>/<result>.<server>.log")
+	fs.IntVar(&o.ceilingBytes, "ceiling-body-bytes", 0, "the ceiling and the relay store each body padded with trailing spaces to this many bytes, with the seven Deskrelay-* headers of a routed message: a stored message of the weight of deskrelay's routed one (\"stored message body\" in deskrelay's column), to tell what the contract's bytes cost from what deskrelay's work costs; 0: the body as posted, with the ticket id header")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
 	fs.BoolVar(&o.relay, "relay", false, "internal: with -serve-ceiling, run the relay")
 	if err := fs.Parse(args); err != nil {
@@ -238,7 +240,7 @@ func main() {
 	case o.natsDir != "":
 		err = serveNATS(ctx, o.natsDir, o.syncInterval, listening)
 	case o.ceilingDir != "":
-		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, o.natsURL, o.relay, listening)
+		err = serveCeiling(ctx, o.ceilingDir, o.syncInterval, o.source, o.natsURL, o.relay, o.ceilingBytes, listening)
 	default:
 		err = run(ctx, o)
 	}
@@ -453,7 +455,8 @@ func run(ctx context.Context, o *options) error {
 				if err != nil {
 					return err
 				}
-				cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source)
+				cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source,
+					"-ceiling-body-bytes", strconv.Itoa(o.ceilingBytes))
 				cmd.Env = cleanEnv()
 				if natsSrv != nil {
 					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
