@@ -132,6 +132,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-repeat %d: use 1…20", o.repeat)
 	case o.nats != "embedded" && o.nats != "external":
 		return nil, fmt.Errorf("-nats %q: use embedded or external", o.nats)
+	case o.ceilingBytes < 0 || o.ceilingBytes > 512<<10:
+		return nil, fmt.Errorf("-ceiling-body-bytes %d: use 0…524288", o.ceilingBytes)
 	}
 	rates, err := parseRates(o.openRates)
 	if err != nil {
