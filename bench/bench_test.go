@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -323,6 +324,38 @@ func TestMedians(t *testing.T) {
 	mr := medianRatios(all, "deskrelay", "ceiling")
 	if len(mr) != 1 || mr[0].Ratios["e2e_per_second"] != 0.5 || mr[0].Ratios["cpu_seconds_per_1000"] != 2 {
 		t.Errorf("medianRatios = %+v, want e2e 0.5 and cpu 2", mr)
+	}
+}
+
+// TestMedianPhaseKeepsEveryFigure sets every number of a PhaseResult, by
+// reflection, and checks that the median of one repetition is the same
+// phase: a figure added later but not to medianPhase fails here.
+func TestMedianPhaseKeepsEveryFigure(t *testing.T) {
+	var p PhaseResult
+	n := 0.0
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			n++
+			switch f.Kind() {
+			case reflect.Float64:
+				f.SetFloat(n)
+			case reflect.Int64, reflect.Int:
+				f.SetInt(int64(n))
+			case reflect.Struct:
+				fill(f)
+			}
+		}
+	}
+	fill(reflect.ValueOf(&p).Elem())
+	p.Name = "closed"
+	got := medianPhase(p, []*PhaseResult{&p})
+	// Not figures: the codes map and the RSS series stay in the
+	// repetitions.
+	p.Codes, p.RSSSeries = nil, nil
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("medianPhase of one phase:\n got %+v\nwant %+v", got, p)
 	}
 }
 

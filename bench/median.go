@@ -106,6 +106,7 @@ func medianPhase(first PhaseResult, ps []*PhaseResult) PhaseResult {
 		Ingress:        lat(func(p *PhaseResult) Latency { return p.Ingress }),
 		E2E:            lat(func(p *PhaseResult) Latency { return p.E2E }),
 		SendLag:        lat(func(p *PhaseResult) Latency { return p.SendLag }),
+		MsgBytes:       m(func(p *PhaseResult) float64 { return p.MsgBytes }),
 		RSSPeakMB:      m(func(p *PhaseResult) float64 { return p.RSSPeakMB }),
 		RSSEndMB:       m(func(p *PhaseResult) float64 { return p.RSSEndMB }),
 		CPUSeconds:     m(func(p *PhaseResult) float64 { return p.CPUSeconds }),
