@@ -299,6 +299,48 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// plain holds the bytes appendString copies as they are: ASCII but the
+// control characters, '"', '\\', '<', '>' and '&'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// Eight-byte masks for skipPlain: each byte 0x01, each byte 0x80.
+const lsb, msb = 0x0101010101010101, 0x8080808080808080
+
+// skipPlain returns the index of the first byte of s from i on that is not
+// [plain], or len(s), looking at eight bytes at a time: a string's text
+// is mostly plain, and this is where the encoder spent its time. A byte
+// of w is
+//   - not ASCII if its top bit is set;
+//   - below 0x20 if subtracting 0x20 borrows into its top bit while its
+//     own top bit was clear: (w - 0x20…) &^ w & 0x80…;
+//   - equal to c if w ^ c… has a zero byte there, found the same way.
+//
+// Each test is exact for the word as a whole (a borrow only runs on past
+// a byte that already matched), which is all skipPlain needs: it stops at
+// the word and the byte loop finds the byte.
+func skipPlain(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if (w|(w-0x20*lsb)&^w|zeroByte(w^'"'*lsb)|zeroByte(w^'\\'*lsb)|zeroByte(w^'<'*lsb)|zeroByte(w^'>'*lsb)|zeroByte(w^'&'*lsb))&msb != 0 {
+			break
+		}
+	}
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	return i
+}
+
+// zeroByte has the top bit set in (at least) the first zero byte of v,
+// and in none if v has none.
+func zeroByte(v uint64) uint64 { return (v - lsb) &^ v }
+
 // appendString appends s as a JSON string, escaped as encoding/json
 // escapes it: the short escapes \b \f \n \r \t \" \\, \u00xx for the other
 // control characters, \u003c \u003e \u0026 for < > & and \u2028 \u2029
@@ -308,12 +350,11 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i = skipPlain(s, i); i == len(s) {
+			break
+		}
 		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
+		if c < utf8.RuneSelf { // one to escape
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

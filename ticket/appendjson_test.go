@@ -166,6 +166,31 @@ func TestAppendJSONRawDepth(t *testing.T) {
 // from arbitrary strings, raw payloads, numbers and times.
 //
 //	go test -run='^$' -fuzz=FuzzAppendJSON ./ticket
+// TestAppendStringEveryByte puts each byte value, alone and as the lead
+// of a two-byte UTF-8 character, at each position of strings that cross
+// one and two eight-byte words (appendString scans a word at a time), and
+// compares with the reference.
+func TestAppendStringEveryByte(t *testing.T) {
+	for n := range 18 {
+		for pos := range n {
+			for c := range 256 {
+				for _, tail := range []string{"", "\xa9"} { // after 0xc2…0xdf: a valid character
+					s := []byte(strings.Repeat("a", n))
+					s[pos] = byte(c)
+					str := string(s[:pos+1]) + tail + string(s[pos+1:])
+					want, err := reference(str)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := appendString(nil, str); string(got) != string(want) {
+						t.Fatalf("appendString(%q) = %s, want %s", str, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzAppendJSON(f *testing.F) {
 	f.Add("<b>VPN</b> & mail down", "a@example.com", `{ "a" : [1, 2] }`, "vip", "true", 0.75, int64(400), 3)
 	f.Add("caf\xe9 \u2028 line", "", `{"sys_id":"1","d":"<x> & \u00e9","n":1.50e3}`, "", "", 1.0, int64(-1), 0)
