@@ -166,6 +166,7 @@ func TestAppendJSONRawDepth(t *testing.T) {
 // from arbitrary strings, raw payloads, numbers and times.
 //
 //	go test -run='^$' -fuzz=FuzzAppendJSON ./ticket
+//
 // TestAppendStringEveryByte puts each byte value, alone and as the lead
 // of a two-byte UTF-8 character, at each position of strings that cross
 // one and two eight-byte words (appendString scans a word at a time), and

@@ -180,6 +180,12 @@ func (d *fastDecoder) quoted() (s string, plain, ok bool) {
 	}
 	start, plain := d.i, true
 	for d.i < len(d.data) {
+		// Past the bytes appendString copies as they are, a word at a
+		// time: all of them but '<', '>' and '&' (the default case
+		// below) need a look here.
+		if d.i = skipPlain(d.text, d.i); d.i == len(d.data) {
+			break
+		}
 		c := d.data[d.i]
 		switch {
 		case c == '"':

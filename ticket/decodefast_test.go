@@ -3,6 +3,7 @@ package ticket
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -90,6 +91,30 @@ func TestDecodeFast(t *testing.T) {
 // arbitrary inputs and on tickets built from arbitrary strings.
 //
 //	go test -run='^$' -fuzz=FuzzDecodeFast ./ticket
+//
+// TestDecodeFastEveryByte puts each byte value, alone and as the lead of
+// a two-byte UTF-8 character, at each position of titles that cross one
+// and two eight-byte words (quoted skips a word at a time): what
+// decodeFast takes must decode as the references decode it, and it must
+// take every printable ASCII byte but the quote and the backslash.
+func TestDecodeFastEveryByte(t *testing.T) {
+	for n := range 18 {
+		for pos := range n {
+			for c := range 256 {
+				for _, tail := range []string{"", "\xa9"} { // after 0xc2…0xdf: a valid character
+					title := []byte(strings.Repeat("a", n))
+					title[pos] = byte(c)
+					data := `{"id":"A","title":"` + string(title[:pos+1]) + tail + string(title[pos+1:]) + `"}`
+					took := checkDecodeFast(t, []byte(data))
+					if !took && tail == "" && c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
+						t.Fatalf("decodeFast left %q to the full decoder", data)
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzDecodeFast(f *testing.F) {
 	f.Add([]byte(fastTicket), "x", 1)
 	f.Add([]byte(`{"id":"A","caller":{"id":"B"},"tags":[]}`), "\u2028", -1)
