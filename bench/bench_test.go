@@ -130,6 +130,7 @@ func TestLoadAgainstCeiling(t *testing.T) {
 		{"relay on an external nats-server", true, true, "DESKRELAY_ROUTED", 0},
 		{"ceiling storing 2500 bytes", false, false, "DESKRELAY_INGEST", 2500},
 		{"relay storing 2500 bytes", true, false, "DESKRELAY_ROUTED", 2500},
+		{"ceiling with bodies longer than -ceiling-body-bytes", false, false, "DESKRELAY_INGEST", 500},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
@@ -198,13 +199,18 @@ func TestLoadAgainstCeiling(t *testing.T) {
 				t.Errorf("closed loop: %d end-to-end latencies, want 200", n)
 			}
 			// Both store the webhook body as posted (about 1.3 KB), or
-			// padded to tt.bytes.
-			if mean := closed.bytes.Load() / 200; tt.bytes == 0 && (mean < 1000 || mean > 2000) {
+			// padded to tt.bytes when that is longer.
+			padded := tt.bytes > 2000
+			if mean := closed.bytes.Load() / 200; !padded && (mean < 1000 || mean > 2000) {
 				t.Errorf("closed loop: mean stored body %d bytes, want the posted ~1.3 KB", mean)
-			} else if tt.bytes > 0 && mean != int64(tt.bytes) {
+			} else if padded && mean != int64(tt.bytes) {
 				t.Errorf("closed loop: mean stored body %d bytes, want %d", mean, tt.bytes)
 			}
-			checkStored(t, a.nats, tt.stream, tt.bytes)
+			wantLen := 0
+			if padded {
+				wantLen = tt.bytes
+			}
+			checkStored(t, a.nats, tt.stream, wantLen, tt.bytes > 0)
 
 			open := newPhase(200, 50)
 			l.cur.Store(open)
@@ -231,8 +237,8 @@ func TestLoadAgainstCeiling(t *testing.T) {
 
 // checkStored checks the first message of stream: still JSON, of
 // bodyBytes when that is set, and with every Deskrelay-* header of a
-// routed message then, else the ticket id alone.
-func checkStored(t *testing.T, natsURL, stream string, bodyBytes int) {
+// routed message when routed is, else the ticket id alone.
+func checkStored(t *testing.T, natsURL, stream string, bodyBytes int, routed bool) {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -262,8 +268,9 @@ func checkStored(t *testing.T, natsURL, stream string, bodyBytes int) {
 	}
 	slices.Sort(got)
 	want := []string{ticket.HeaderTicketID}
-	if bodyBytes > 0 {
-		want = []string{ticket.HeaderChannel, ticket.HeaderPriority, ticket.HeaderProfile, ticket.HeaderSchema, ticket.HeaderSource, ticket.HeaderTicketID, ticket.HeaderTier}
+	if routed {
+		all := ticket.RoutedHeaders()
+		want = all[:]
 		slices.Sort(want)
 	}
 	if !slices.Equal(got, want) {
@@ -324,6 +331,28 @@ func TestMedians(t *testing.T) {
 	mr := medianRatios(all, "deskrelay", "ceiling")
 	if len(mr) != 1 || mr[0].Ratios["e2e_per_second"] != 0.5 || mr[0].Ratios["cpu_seconds_per_1000"] != 2 {
 		t.Errorf("medianRatios = %+v, want e2e 0.5 and cpu 2", mr)
+	}
+}
+
+// TestCeilingArgs: the ceiling subprocess parses back the settings it
+// must share with the run.
+func TestCeilingArgs(t *testing.T) {
+	o, err := parseFlags([]string{"-sync-interval", "always", "-source", "servicenow", "-ceiling-body-bytes", "2500"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		natsURL string
+		relay   bool
+	}{{"", false}, {"nats://127.0.0.1:4222", true}} {
+		sub, err := parseFlags(ceilingArgs(o, "/tmp/store", tt.natsURL, tt.relay))
+		if err != nil {
+			t.Fatalf("ceilingArgs: %v", err)
+		}
+		if sub.ceilingDir != "/tmp/store" || sub.syncInterval != "always" || sub.source != "servicenow" ||
+			sub.ceilingBytes != 2500 || sub.natsURL != tt.natsURL || sub.relay != tt.relay {
+			t.Errorf("the subprocess parsed %+v from %q", sub, ceilingArgs(o, "/tmp/store", tt.natsURL, tt.relay))
+		}
 	}
 }
 
@@ -411,7 +440,6 @@ func TestFlags(t *testing.T) {
 		{"relative rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "0.5x"}, nil},
 		{"absolute rates after a reference", []string{"-targets", "ceiling,inline", "-rates", "2000"}, []string{}},
 		{"relative rates, references only", []string{"-targets", "ceiling,relay", "-rates", "0.5x"}, []string{}},
-		{"a ceiling body size", []string{"-ceiling-body-bytes", "2500"}, []string{}},
 		{"a negative ceiling body size", []string{"-ceiling-body-bytes", "-1"}, nil},
 		{"a ceiling body above 512 KiB", []string{"-ceiling-body-bytes", "524289"}, nil},
 	} {

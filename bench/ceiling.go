@@ -30,6 +30,10 @@ import (
 // as deskrelay's example config does.
 const ceilingSource = "generic"
 
+// snowSource is the source name of deskrelay's servicenow connector in the
+// config copy for -source servicenow.
+const snowSource = "snow"
+
 // serveCeiling runs the ceiling until ctx ends: an embedded nats-server
 // started exactly as deskrelay starts its own (internal/bus, file storage
 // under dir, the streams and their limits provisioned by the same code),
@@ -46,8 +50,8 @@ const ceilingSource = "generic"
 // its own: a durable pull consumer on the ingest stream configured as
 // deskrelay's, as many messages at once as its max_pending_acks default,
 // each published unchanged (no decode, enrichment, routing or encoding) to a routed
-// subject with Nats-Msg-Id routed:<ingest id> and the ticket id header,
-// and acked after the PubAck — the NATS work per ticket that deskrelay
+// subject with Nats-Msg-Id routed:<ingest id> and the Deskrelay-* headers
+// the handler stored, and acked after the PubAck — the NATS work per ticket that deskrelay
 // cannot avoid: two stores, a delivery and an ack.
 //
 // With a natsURL it uses that server (see serveNATS) instead of its own.
@@ -77,7 +81,15 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string
 	if err := b.Provision(ctx); err != nil {
 		return err
 	}
-	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source, bodyBytes: bodyBytes, spaces: bytes.Repeat([]byte{' '}, bodyBytes)}
+	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source, bodyBytes: bodyBytes}
+	if bodyBytes > 0 {
+		// The Deskrelay-Source deskrelay's routed message would carry.
+		routedSource := ceilingSource
+		if source == "servicenow" {
+			routedSource = snowSource
+		}
+		h.spaces, h.routedHeaders = bytes.Repeat([]byte{' '}, bodyBytes), routedHeaders(routedSource)
+	}
 	// relayDone yields runRelay's result; it never does without relay.
 	relayDone := make(chan error, 1)
 	stopRelay := func() error { return nil }
@@ -220,20 +232,29 @@ type ceiling struct {
 	js      jetstream.JetStream
 	subject string
 	vendor  string // "generic": the body is a ticket; "servicenow": a record
-	// bodyBytes > 0 pads each stored body with trailing spaces (still the
-	// same JSON) to that length and adds the other six Deskrelay-*
-	// headers of a routed message, with values as long as deskrelay's:
+	// bodyBytes > 0 pads each stored body shorter than that with
+	// trailing spaces (still the same JSON) to that length, and adds the
+	// other six Deskrelay-* headers of a routed message (routedHeaders):
 	// the NATS work of storing and delivering a message of the routed
-	// message's weight, without the work of making one.
-	bodyBytes int
-	spaces    []byte // bodyBytes of them
+	// message's weight, without the work of making one. A longer body
+	// is stored as it is.
+	bodyBytes     int
+	spaces        []byte      // bodyBytes of them
+	routedHeaders nats.Header // with bodyBytes
 }
 
-// routedHeaders are the Deskrelay-* headers of a routed message but the
-// ticket id, with typical values.
-var routedHeaders = nats.Header{
-	ticket.HeaderSchema: {ticket.RoutedSchema}, ticket.HeaderSource: {ceilingSource}, ticket.HeaderProfile: {"prioritizer"},
-	ticket.HeaderTier: {"l2"}, ticket.HeaderChannel: {"phone"}, ticket.HeaderPriority: {"3"},
+// routedHeaders returns the Deskrelay-* headers of a routed message but
+// the ticket id, with values of typical length for tickets of source.
+func routedHeaders(source string) nats.Header {
+	vals := map[string]string{ticket.HeaderSchema: ticket.RoutedSchema, ticket.HeaderSource: source, ticket.HeaderProfile: "prioritizer",
+		ticket.HeaderTier: "l2", ticket.HeaderChannel: "phone", ticket.HeaderPriority: "3"}
+	h := nats.Header{}
+	for _, k := range ticket.RoutedHeaders() {
+		if v, ok := vals[k]; ok {
+			h[k] = []string{v}
+		}
+	}
+	return h
 }
 
 func (c *ceiling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -248,9 +269,11 @@ func (c *ceiling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := &nats.Msg{Subject: c.subject, Data: body, Header: nats.Header{ticket.HeaderTicketID: []string{id}}}
-	if c.bodyBytes > len(body) {
-		msg.Data = append(body, c.spaces[len(body):]...)
-		maps.Copy(msg.Header, routedHeaders)
+	if c.bodyBytes > 0 {
+		if len(body) < c.bodyBytes {
+			msg.Data = append(body, c.spaces[len(body):]...)
+		}
+		maps.Copy(msg.Header, c.routedHeaders)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), bus.DefaultPublishTimeout)
 	defer cancel()

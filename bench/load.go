@@ -104,11 +104,13 @@ func (p *phase) receive(seq int64, size int, at time.Time) {
 	if sent == 0 || p.got[i].Swap(true) {
 		return
 	}
+	// Under the lock, so that measure reads the count, the bytes and the
+	// latencies of the same messages.
 	p.mu.Lock()
 	_ = p.e2e.RecordValue(micros(at.Sub(time.Unix(0, sent))))
-	p.mu.Unlock()
 	p.received.Add(1)
 	p.bytes.Add(int64(size))
+	p.mu.Unlock()
 	p.lastRecv.Store(at.UnixNano())
 }
 

@@ -34,6 +34,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -106,7 +107,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.natsDir, "serve-nats", "", "internal: run a nats-server with its store in this directory")
 	fs.IntVar(&o.repeat, "repeat", 1, "run the whole sequence of servers this many times and report the median of each figure and of each ratio (ratios are taken within each repetition)")
 	fs.BoolVar(&o.logs, "logs", false, "keep each server's stderr (deskrelay's log) as <out>/<result>.<server>.log")
-	fs.IntVar(&o.ceilingBytes, "ceiling-body-bytes", 0, "the ceiling and the relay store each body padded with trailing spaces to this many bytes, with the seven Deskrelay-* headers of a routed message: a stored message of the weight of deskrelay's routed one (\"stored message body\" in deskrelay's column), to tell what the contract's bytes cost from what deskrelay's work costs; 0: the body as posted, with the ticket id header")
+	fs.IntVar(&o.ceilingBytes, "ceiling-body-bytes", 0, "the ceiling and the relay store each body shorter than this padded with trailing spaces to this many bytes (a longer one as it is), with the seven Deskrelay-* headers of a routed message: a stored message of the weight of deskrelay's routed one (\"stored message body\" in deskrelay's column), to tell what the contract's bytes cost from what deskrelay's work costs; 0: the body as posted, with the ticket id header")
 	fs.StringVar(&o.ceilingDir, "serve-ceiling", "", "internal: run the ceiling server with its store in this directory")
 	fs.BoolVar(&o.relay, "relay", false, "internal: with -serve-ceiling, run the relay")
 	if err := fs.Parse(args); err != nil {
@@ -450,21 +451,20 @@ func run(ctx context.Context, o *options) error {
 				cmd.Env = append(cmd.Env, "DESKRELAY_PIPELINE_INLINE="+strconv.FormatBool(name == "inline"))
 				stream = "DESKRELAY_ROUTED"
 				if o.source == "servicenow" {
-					path = "/webhooks/snow"
+					path = "/webhooks/" + snowSource
 				}
 			case "ceiling", "relay":
 				self, err := os.Executable()
 				if err != nil {
 					return err
 				}
-				cmd = exec.Command(self, "-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source,
-					"-ceiling-body-bytes", strconv.Itoa(o.ceilingBytes))
-				cmd.Env = cleanEnv()
+				natsURL := ""
 				if natsSrv != nil {
-					cmd.Args = append(cmd.Args, "-nats-url", natsSrv.NATS)
+					natsURL = natsSrv.NATS
 				}
+				cmd = exec.Command(self, ceilingArgs(o, dir, natsURL, name == "relay")...)
+				cmd.Env = cleanEnv()
 				if name == "relay" {
-					cmd.Args = append(cmd.Args, "-relay")
 					stream = "DESKRELAY_ROUTED"
 				}
 			}
@@ -681,6 +681,9 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	selfAfter, _ := readProc(os.Getpid())
 	natsAfter, _ := readProc(natsPid)
 
+	// Messages that arrive late still reach p: read what they change under
+	// its lock, at one moment.
+	p.mu.Lock()
 	r := PhaseResult{
 		SendSeconds: sendEnd.Sub(start).Seconds(),
 		Accepted:    p.accepted.Load(),
@@ -694,8 +697,10 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 		RSSEndMB:    float64(after.RSS) / (1 << 20),
 		RSSSeries:   series,
 		CPUSeconds:  (after.CPU - before.CPU).Seconds(),
-		Codes:       p.codes,
+		Codes:       maps.Clone(p.codes),
 	}
+	receivedBytes := p.bytes.Load()
+	p.mu.Unlock()
 	for _, n := range p.codes {
 		r.Sent += n
 	}
@@ -708,7 +713,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	}
 	if r.Received > 0 {
 		r.CPUPer1000 = r.CPUSeconds / float64(r.Received) * 1000
-		r.MsgBytes = float64(p.bytes.Load()) / float64(r.Received)
+		r.MsgBytes = float64(receivedBytes) / float64(r.Received)
 		r.LoadCPU1000 = (selfAfter.CPU - selfBefore.CPU).Seconds() / float64(r.Received) * 1000
 		if natsPid != 0 {
 			r.NATSCPUPer1000 = (natsAfter.CPU - natsBefore.CPU).Seconds() / float64(r.Received) * 1000
@@ -763,7 +768,7 @@ func writeConfig(src, dir, token string, callers int, source string) (string, er
 	}
 	if source == "servicenow" {
 		text = strings.Replace(text, "\nconnectors:\n", "\nconnectors:\n"+
-			"  snow:\n    type: servicenow\n    auth:\n      type: bearer\n      token: file:generic.token\n", 1)
+			"  "+snowSource+":\n    type: servicenow\n    auth:\n      type: bearer\n      token: file:generic.token\n", 1)
 	}
 	for name, data := range map[string][]byte{
 		"deskrelay.yaml": []byte(text),
@@ -778,6 +783,22 @@ func writeConfig(src, dir, token string, callers int, source string) (string, er
 }
 
 // cleanEnv is the environment without DESKRELAY_* overrides, which would
+// ceilingArgs returns the arguments of the harness re-executed as the
+// ceiling (or the relay) with its store in dir, on the NATS server at
+// natsURL when that is set: the settings of o it must share with the
+// other servers of the run.
+func ceilingArgs(o *options, dir, natsURL string, relay bool) []string {
+	args := []string{"-serve-ceiling", dir, "-sync-interval", o.syncInterval, "-source", o.source,
+		"-ceiling-body-bytes", strconv.Itoa(o.ceilingBytes)}
+	if natsURL != "" {
+		args = append(args, "-nats-url", natsURL)
+	}
+	if relay {
+		args = append(args, "-relay")
+	}
+	return args
+}
+
 // change the config under test.
 func cleanEnv() []string {
 	var env []string

@@ -299,9 +299,9 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// plain holds the bytes appendString copies as they are: ASCII but the
+// plainByte holds the bytes appendString copies as they are: ASCII but the
 // control characters, '"', '\\', '<', '>' and '&'.
-var plain = func() (t [256]bool) {
+var plainByte = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
 	}
@@ -312,7 +312,7 @@ var plain = func() (t [256]bool) {
 const lsb, msb = 0x0101010101010101, 0x8080808080808080
 
 // skipPlain returns the index of the first byte of s from i on that is not
-// [plain], or len(s), looking at eight bytes at a time: a string's text
+// [plainByte], or len(s), looking at eight bytes at a time: a string's text
 // is mostly plain, and this is where the encoder spent its time. A byte
 // of w is
 //   - not ASCII if its top bit is set;
@@ -331,7 +331,7 @@ func skipPlain(s string, i int) int {
 			break
 		}
 	}
-	for i < len(s) && plain[s[i]] {
+	for i < len(s) && plainByte[s[i]] {
 		i++
 	}
 	return i

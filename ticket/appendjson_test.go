@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,36 +163,46 @@ func TestAppendJSONRawDepth(t *testing.T) {
 	}
 }
 
-// FuzzAppendJSON compares AppendJSON with the reference on messages built
-// from arbitrary strings, raw payloads, numbers and times.
-//
-//	go test -run='^$' -fuzz=FuzzAppendJSON ./ticket
-//
-// TestAppendStringEveryByte puts each byte value, alone and as the lead
-// of a two-byte UTF-8 character, at each position of strings that cross
-// one and two eight-byte words (appendString scans a word at a time), and
-// compares with the reference.
+// TestAppendStringEveryByte compares appendString with the reference for
+// every string of everyByte (appendString scans a word at a time).
 func TestAppendStringEveryByte(t *testing.T) {
-	for n := range 18 {
+	everyByte(func(str string, _ byte, _ bool) {
+		want, err := reference(str)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString(nil, str); string(got) != string(want) {
+			t.Fatalf("appendString(%q) = %s, want %s", str, got, want)
+		}
+	})
+}
+
+// everyByte calls f with strings of 1 to 17 bytes, across one and two
+// eight-byte words, each 'a' but for one byte c at each position in
+// turn, every value of it, alone and as the lead of a two-byte UTF-8
+// sequence (then lead is true and c is followed by 0xa9, which makes
+// 0xc2…0xdf a valid character).
+func everyByte(f func(s string, c byte, lead bool)) {
+	for n := 1; n < 18; n++ {
 		for pos := range n {
 			for c := range 256 {
-				for _, tail := range []string{"", "\xa9"} { // after 0xc2…0xdf: a valid character
+				for _, lead := range []bool{false, true} {
 					s := []byte(strings.Repeat("a", n))
 					s[pos] = byte(c)
-					str := string(s[:pos+1]) + tail + string(s[pos+1:])
-					want, err := reference(str)
-					if err != nil {
-						t.Fatal(err)
+					if lead {
+						s = slices.Insert(s, pos+1, 0xa9)
 					}
-					if got := appendString(nil, str); string(got) != string(want) {
-						t.Fatalf("appendString(%q) = %s, want %s", str, got, want)
-					}
+					f(string(s), byte(c), lead)
 				}
 			}
 		}
 	}
 }
 
+// FuzzAppendJSON compares AppendJSON with the reference on messages built
+// from arbitrary strings, raw payloads, numbers and times.
+//
+//	go test -run='^$' -fuzz=FuzzAppendJSON ./ticket
 func FuzzAppendJSON(f *testing.F) {
 	f.Add("<b>VPN</b> & mail down", "a@example.com", `{ "a" : [1, 2] }`, "vip", "true", 0.75, int64(400), 3)
 	f.Add("caf\xe9 \u2028 line", "", `{"sys_id":"1","d":"<x> & \u00e9","n":1.50e3}`, "", "", 1.0, int64(-1), 0)

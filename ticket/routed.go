@@ -27,6 +27,12 @@ const (
 	HeaderReason   = "Deskrelay-Reason"
 )
 
+// RoutedHeaders returns the names of the headers every routed message
+// carries: schema, ticket id, source, profile, tier, channel, priority.
+func RoutedHeaders() [7]string {
+	return [...]string{HeaderSchema, HeaderTicketID, HeaderSource, HeaderProfile, HeaderTier, HeaderChannel, HeaderPriority}
+}
+
 // ProfileName is one of the four behavioural IT profiles, or unknown.
 type ProfileName string
 

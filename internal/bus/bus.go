@@ -410,7 +410,7 @@ func (b *Bus) PublishRouted(ctx context.Context, msgID string, r *ticket.Routed)
 	// the two headers publish adds (Nats-Msg-Id, Nats-Expected-Stream).
 	vals := [...]string{r.Schema, r.Ticket.ID, r.Ticket.Source, string(r.Profile.Name), tier, channel, strconv.Itoa(r.Routing.Priority)}
 	h := make(nats.Header, len(vals)+2)
-	for i, k := range [...]string{ticket.HeaderSchema, ticket.HeaderTicketID, ticket.HeaderSource, ticket.HeaderProfile, ticket.HeaderTier, ticket.HeaderChannel, ticket.HeaderPriority} {
+	for i, k := range ticket.RoutedHeaders() { // in the order of vals
 		h[k] = vals[i : i+1 : i+1]
 	}
 	msg := &nats.Msg{Subject: b.Subject(KindRouted, tier, channel), Data: body, Header: h}
