@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -92,12 +91,6 @@ type Bus struct {
 
 	readyMu sync.Mutex
 	readyAt time.Time // last successful stream check
-
-	// connected is the connection's state as its status events last
-	// reported it (trackStatus), so that a publish need not take the
-	// connection's lock, which every publish and PubAck contends for,
-	// to read it (nats.Conn.Status).
-	connected atomic.Bool
 }
 
 // New returns a Bus on nc for cfg with the defaults of [DefaultStream],
@@ -120,7 +113,7 @@ func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, err
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	b := &Bus{
+	return &Bus{
 		nc:         nc,
 		js:         js,
 		log:        log.Named("bus"),
@@ -134,48 +127,7 @@ func New(nc *nats.Conn, cfg config.NATS, log *zap.Logger, m *Metrics) (*Bus, err
 		leases:     cmp.Or(cfg.LeasesBucket, config.Default().NATS.LeasesBucket),
 		kvReplicas: cmp.Or(cfg.KVReplicas, 1),
 		now:        time.Now,
-	}
-	// Listen before reading the state: a change in between is then an
-	// event trackStatus reads.
-	events := nc.StatusChanged(nats.DISCONNECTED, nats.CONNECTED, nats.CLOSED, nats.RECONNECTING,
-		nats.CONNECTING, nats.DRAINING_SUBS, nats.DRAINING_PUBS)
-	st := nc.Status()
-	b.connected.Store(st == nats.CONNECTED)
-	if st == nats.CLOSED {
-		nc.RemoveStatusListener(events)
-	} else {
-		go b.trackStatus(events)
-	}
-	return b, nil
-}
-
-// trackStatus keeps b.connected until the connection is closed. Each event
-// only says that the state changed: it reads the state itself, so that an
-// event the connection dropped (its buffer holds ten) cannot leave a
-// stale one.
-func (b *Bus) trackStatus(events chan nats.Status) {
-	for range events {
-		st := b.nc.Status()
-		b.connected.Store(st == nats.CONNECTED)
-		if st == nats.CLOSED {
-			b.nc.RemoveStatusListener(events)
-			return
-		}
-	}
-}
-
-// notConnected returns the connection's state unless it is CONNECTED. The
-// flag can lag the connection by an event: when it says not connected,
-// the connection is asked; when it says connected but the connection is
-// not, the publish fails at once all the same (no reconnect buffer, see
-// Connect; a draining or closed connection refuses it) and publish
-// reports ErrNotConnected.
-func (b *Bus) notConnected() (nats.Status, bool) {
-	if b.connected.Load() {
-		return nats.CONNECTED, false
-	}
-	st := b.nc.Status()
-	return st, st != nats.CONNECTED
+	}, nil
 }
 
 func retention(s string) (jetstream.RetentionPolicy, error) {
@@ -504,7 +456,7 @@ func (b *Bus) publish(ctx context.Context, kind, msgID string, msg *nats.Msg) (*
 	if msgID == "" {
 		return nil, errors.New("empty Nats-Msg-Id")
 	}
-	if st, down := b.notConnected(); down {
+	if st := b.nc.Status(); st != nats.CONNECTED {
 		return nil, fmt.Errorf("%w (%s)", ErrNotConnected, st)
 	}
 	ctx, cancel := withTimeout(ctx, DefaultPublishTimeout)
@@ -513,8 +465,7 @@ func (b *Bus) publish(ctx context.Context, kind, msgID string, msg *nats.Msg) (*
 	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(b.StreamName(kind)))
 	b.m.publish.WithLabelValues(kind).Observe(b.now().Sub(start).Seconds())
 	if err != nil {
-		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) ||
-			errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionDraining) {
+		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrReconnectBufExceeded) {
 			return nil, fmt.Errorf("publish %s: %w: %w", msg.Subject, ErrNotConnected, err)
 		}
 		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)

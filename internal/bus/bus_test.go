@@ -390,64 +390,6 @@ func TestReady(t *testing.T) {
 	}
 }
 
-// TestPublishFailsFastWhenNotConnected: publish reads the connection's
-// state from its status events, not its lock; whatever the state, closed,
-// draining or closed before the Bus was made, a publish must fail at once
-// with ErrNotConnected, and the event goroutine must end with the
-// connection.
-func TestPublishFailsFastWhenNotConnected(t *testing.T) {
-	srv := bustest.Start(t)
-	for _, tt := range []struct {
-		name  string
-		close func(nc *nats.Conn) // before or after New
-		early bool                // close before New
-	}{
-		{"closed", func(nc *nats.Conn) { nc.Close() }, false},
-		{"closed before the Bus was made", func(nc *nats.Conn) { nc.Close() }, true},
-		{"draining", func(nc *nats.Conn) {
-			// A subscription keeps the drain in DRAINING_SUBS for a while.
-			sub, err := nc.Subscribe("slow", func(*nats.Msg) { time.Sleep(time.Second) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := nc.Publish("slow", nil); err != nil {
-				t.Fatal(err)
-			}
-			_ = nc.Flush()
-			_ = sub
-			if err := nc.Drain(); err != nil {
-				t.Fatal(err)
-			}
-		}, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			nc, err := Connect(t.Context(), config.NATS{URL: srv.ClientURL()}, nil, zaptest.NewLogger(t))
-			if err != nil {
-				t.Fatalf("Connect: %v", err)
-			}
-			defer nc.Close()
-			if tt.early {
-				tt.close(nc)
-			}
-			b, err := New(nc, config.NATS{}, zaptest.NewLogger(t), nil)
-			if err != nil {
-				t.Fatalf("New: %v", err)
-			}
-			if !tt.early {
-				tt.close(nc)
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-			defer cancel()
-			if err := b.Ingest(ctx, sampleTicket("INC-down")); !errors.Is(err, ErrNotConnected) {
-				t.Errorf("Ingest (connection %s) = %v, want ErrNotConnected", nc.Status(), err)
-			}
-			if ctx.Err() != nil {
-				t.Error("Ingest waited for its deadline; want it to fail fast")
-			}
-		})
-	}
-}
-
 // waitStatus polls nc until it reaches want, bounded.
 func waitStatus(t *testing.T, nc *nats.Conn, want nats.Status) {
 	t.Helper()
