@@ -701,7 +701,7 @@ func (m *meter) measure(ctx context.Context, p *phase, load func()) PhaseResult 
 	}
 	receivedBytes := p.bytes.Load()
 	p.mu.Unlock()
-	for _, n := range p.codes {
+	for _, n := range r.Codes {
 		r.Sent += n
 	}
 	r.Errors = r.Sent - r.Accepted + r.Dropped
@@ -783,6 +783,17 @@ func writeConfig(src, dir, token string, callers int, source string) (string, er
 }
 
 // cleanEnv is the environment without DESKRELAY_* overrides, which would
+// change the config under test.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DESKRELAY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // ceilingArgs returns the arguments of the harness re-executed as the
 // ceiling (or the relay) with its store in dir, on the NATS server at
 // natsURL when that is set: the settings of o it must share with the
@@ -797,17 +808,6 @@ func ceilingArgs(o *options, dir, natsURL string, relay bool) []string {
 		args = append(args, "-relay")
 	}
 	return args
-}
-
-// change the config under test.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DESKRELAY_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // command is how the run was started, quoted for a shell.
