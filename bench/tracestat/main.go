@@ -33,6 +33,10 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *slice <= 0 || *quiet < 0 || *long < 0 {
+		fmt.Fprintln(os.Stderr, "tracestat: -slice must be > 0, -quiet and -long >= 0")
+		os.Exit(2)
+	}
 	if flag.NArg() != 1 {
 		flag.Usage()
 		os.Exit(2)
@@ -54,13 +58,16 @@ func main() {
 // stats is what read found in a trace.
 type stats struct {
 	slice  time.Duration
-	wakes  []int  // goroutines set running, by slice
+	wakes  []int  // goroutines the scheduler set running (runnable → running), by slice
 	marked []bool // a GC mark phase was running during the slice
 	stw    []bool // a stop-the-world began in the slice
 	runs   []run  // goroutine runs longer than the threshold, longest first
 }
 
-// run is one stretch in which a goroutine held a P.
+// run is one stretch in which a goroutine ran without stopping: from its
+// becoming running (also from a syscall, or at the trace's start) to its
+// blocking, yielding, being preempted or entering a syscall. Runs still
+// going when the trace ends are not reported.
 type run struct {
 	at, took time.Duration // from the trace's start
 	g        trace.GoID
@@ -120,8 +127,16 @@ func read(r io.Reader, slice, long time.Duration) (*stats, error) {
 			g := tr.Resource.Goroutine()
 			from, to := tr.Goroutine()
 			switch {
+			case from == to:
+				// A new generation of the trace restates every
+				// goroutine's state: nothing changed.
 			case to == trace.GoRunning:
-				st.wakes[i]++
+				// Only the scheduler's wake-ups count: not a return from
+				// a syscall (the goroutine kept its P), not a goroutine
+				// already running when the trace began.
+				if from == trace.GoRunnable {
+					st.wakes[i]++
+				}
 				running[g] = ev.Time()
 			case from == trace.GoRunning:
 				if at, ok := running[g]; ok {
@@ -153,12 +168,15 @@ func frames(s trace.Stack, n int) string {
 }
 
 // print writes the median wake-ups per slice, the quiet quietest slices
-// (the last slice, cut short by the trace's end, left out) and the
-// longest runs.
+// (the last slice, cut short by the trace's end, left out unless it is
+// the only one) and the runs longest runs.
 func (st *stats) print(w io.Writer, quiet, runs int) {
-	full := st.wakes[:max(len(st.wakes)-1, 1)]
+	full := st.wakes
+	if len(full) > 1 {
+		full = full[:len(full)-1] // the last, cut short by the trace's end
+	}
 	sorted := slices.Sorted(slices.Values(full))
-	fmt.Fprintf(w, "%d slices of %s; goroutines set running per slice: median %d, min %d, max %d\n",
+	fmt.Fprintf(w, "%d slices of %s; goroutines the scheduler set running per slice: median %d, min %d, max %d\n",
 		len(full), st.slice, sorted[len(sorted)/2], sorted[0], sorted[len(sorted)-1])
 	order := make([]int, len(full))
 	for i := range order {
