@@ -56,7 +56,7 @@ const snowSource = "snow"
 //
 // With a natsURL it uses that server (see serveNATS) instead of its own.
 // With bodyBytes > 0 the handler stores messages of a routed message's
-// weight (see ceiling.bodyBytes).
+// weight (see ceiling.padded).
 func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string, relay bool, bodyBytes int, ready func(httpAddr, natsURL string)) error {
 	cfg := config.NATS{URL: natsURL, Embedded: config.Embedded{Listen: "127.0.0.1:0", SyncInterval: syncInterval}}
 	log := zap.NewNop()
@@ -81,14 +81,16 @@ func serveCeiling(ctx context.Context, dir, syncInterval, source, natsURL string
 	if err := b.Provision(ctx); err != nil {
 		return err
 	}
-	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source, bodyBytes: bodyBytes}
+	h := &ceiling{js: b.JetStream(), subject: b.Subject(bus.KindIngest, ceilingSource), vendor: source}
 	if bodyBytes > 0 {
 		// The Deskrelay-Source deskrelay's routed message would carry.
 		routedSource := ceilingSource
 		if source == "servicenow" {
 			routedSource = snowSource
 		}
-		h.spaces, h.routedHeaders = bytes.Repeat([]byte{' '}, bodyBytes), routedHeaders(routedSource)
+		h.padded = bytes.Repeat([]byte{' '}, bodyBytes)
+		h.routedHeaders = nats.Header{ticket.HeaderSchema: {ticket.RoutedSchema}, ticket.HeaderSource: {routedSource},
+			ticket.HeaderProfile: {"prioritizer"}, ticket.HeaderTier: {"l2"}, ticket.HeaderChannel: {"phone"}, ticket.HeaderPriority: {"3"}}
 	}
 	// relayDone yields runRelay's result; it never does without relay.
 	relayDone := make(chan error, 1)
@@ -233,29 +235,15 @@ type ceiling struct {
 	js      jetstream.JetStream
 	subject string
 	vendor  string // "generic": the body is a ticket; "servicenow": a record
-	// bodyBytes > 0 pads each stored body shorter than that with
-	// trailing spaces (still the same JSON) to that length, and adds the
-	// other six Deskrelay-* headers of a routed message (routedHeaders):
-	// the NATS work of storing and delivering a message of the routed
-	// message's weight, without the work of making one. A longer body
-	// is stored as it is.
-	bodyBytes     int
-	spaces        []byte      // bodyBytes of them
-	routedHeaders nats.Header // with bodyBytes
-}
-
-// routedHeaders returns the Deskrelay-* headers of a routed message but
-// the ticket id, with values of typical length for tickets of source.
-func routedHeaders(source string) nats.Header {
-	vals := map[string]string{ticket.HeaderSchema: ticket.RoutedSchema, ticket.HeaderSource: source, ticket.HeaderProfile: "prioritizer",
-		ticket.HeaderTier: "l2", ticket.HeaderChannel: "phone", ticket.HeaderPriority: "3"}
-	h := nats.Header{}
-	for _, k := range ticket.RoutedHeaders() {
-		if v, ok := vals[k]; ok {
-			h[k] = []string{v}
-		}
-	}
-	return h
+	// With -ceiling-body-bytes N, padded holds N spaces: each stored
+	// body shorter than N is padded with them (still the same JSON) to N
+	// bytes, a longer one stored as it is, and every message gets
+	// routedHeaders, the other six Deskrelay-* headers of a routed
+	// message with values of typical length: the NATS work of storing and
+	// delivering a message of the routed message's weight, without the
+	// work of making one.
+	padded        []byte
+	routedHeaders nats.Header
 }
 
 func (c *ceiling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -270,9 +258,9 @@ func (c *ceiling) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg := &nats.Msg{Subject: c.subject, Data: body, Header: nats.Header{ticket.HeaderTicketID: []string{id}}}
-	if c.bodyBytes > 0 {
-		if len(body) < c.bodyBytes {
-			msg.Data = append(body, c.spaces[len(body):]...)
+	if c.routedHeaders != nil {
+		if len(body) < len(c.padded) {
+			msg.Data = append(body, c.padded[len(body):]...)
 		}
 		maps.Copy(msg.Header, c.routedHeaders)
 	}
