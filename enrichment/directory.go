@@ -38,6 +38,9 @@ type Directory struct {
 	ready    atomic.Bool
 	cache    *Cache
 	familiar *Familiar
+	// loadStall is how long the initial load may go without an update
+	// before the watch is started again (defaultLoadStall).
+	loadStall time.Duration
 
 	mu      sync.RWMutex
 	byID    *profileStore
@@ -63,13 +66,14 @@ func WithFamiliar(f *Familiar) DirectoryOption { return func(d *Directory) { d.f
 // It reads nothing until [Directory.Run].
 func NewDirectory(kv jetstream.KeyValue, q Quadrant, log *zap.Logger, opts ...DirectoryOption) *Directory {
 	d := &Directory{
-		kv:      kv,
-		q:       q,
-		log:     log.Named("enrichment.directory"),
-		synced:  make(chan struct{}),
-		revCh:   make(chan struct{}),
-		byID:    newProfileStore(),
-		byEmail: newProfileStore(),
+		kv:        kv,
+		q:         q,
+		log:       log.Named("enrichment.directory"),
+		synced:    make(chan struct{}),
+		loadStall: defaultLoadStall,
+		revCh:     make(chan struct{}),
+		byID:      newProfileStore(),
+		byEmail:   newProfileStore(),
 	}
 	for _, o := range opts {
 		o(d)
@@ -124,19 +128,49 @@ func (d *Directory) Len() int {
 }
 
 // Run watches the bucket and keeps the directory up to date until ctx is
-// done, then returns nil. It returns an error when the watch cannot start
-// or ends on its own (the bucket was deleted, the connection closed).
-// Keys that are not profile keys and values that do not decode are logged
-// by revision and left out; a bad value also removes the key's old one.
+// done, then returns nil. It returns an error when the watch ends on its
+// own (the bucket was deleted, the connection closed). Keys that are not
+// profile keys and values that do not decode are logged by revision and
+// left out; a bad value also removes the key's old one.
+//
+// A watch that cannot start (a busy or briefly unreachable server) is
+// retried, and so is one whose initial load delivers nothing for the load
+// stall time (5s): a server that went away while the load was under way
+// leaves the client's watch waiting for its idle heartbeats for 10 to
+// 20s, while the pipeline waits for [Directory.Synced].
 func (d *Directory) Run(ctx context.Context) error {
-	// Starting the watch can time out on a busy or briefly unreachable
-	// server: keep trying (Lookup answers ErrNotSynced meanwhile, and the
-	// pipeline waits for Synced) rather than stop deskrelay.
-	var w jetstream.KeyWatcher
+	for {
+		w := d.watch(ctx)
+		if w == nil {
+			return nil
+		}
+		err := d.follow(ctx, w)
+		stopWatch(w)
+		if !errors.Is(err, errLoadStalled) {
+			return err
+		}
+		d.log.Warn("profile directory: the initial load stalled, watching the bucket again",
+			zap.String("bucket", d.kv.Bucket()), zap.Duration("stalled_for", d.loadStall), zap.Int("keys_loaded", d.Len()))
+	}
+}
+
+// errLoadStalled ends [Directory.follow] when the initial load made no
+// progress for the load stall time.
+var errLoadStalled = errors.New("initial load stalled")
+
+// defaultLoadStall is how long the initial load may go without a value
+// before the watch is started again.
+const defaultLoadStall = 5 * time.Second
+
+// watch starts a watch of the whole bucket, retrying until it starts
+// (Lookup answers ErrNotSynced meanwhile, and the pipeline waits for
+// Synced) rather than stop deskrelay. It returns nil when ctx ends.
+func (d *Directory) watch(ctx context.Context) jetstream.KeyWatcher {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
-		var err error
-		if w, err = d.kv.WatchAll(ctx); err == nil {
-			break
+		w, err := d.kv.WatchAll(ctx)
+		if err == nil {
+			d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))
+			return w
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -148,12 +182,27 @@ func (d *Directory) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
-	defer stopWatch(w)
-	d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))
+}
+
+// follow applies the updates of w until ctx ends (nil), the watch closes
+// (an error), or, before the directory first synced, no update came for
+// the load stall time ([errLoadStalled]). Values a stalled load applied
+// stay: the next watch delivers every key again, and applying a value
+// twice changes nothing.
+func (d *Directory) follow(ctx context.Context, w jetstream.KeyWatcher) error {
+	var stall *time.Timer
+	var stalled <-chan time.Time // nil once synced: an idle bucket is no stall
+	if !d.ready.Load() {
+		stall = time.NewTimer(d.loadStall)
+		defer stall.Stop()
+		stalled = stall.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stalled:
+			return errLoadStalled
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok && ctx.Err() != nil:
@@ -161,6 +210,7 @@ func (d *Directory) Run(ctx context.Context) error {
 			case !ok:
 				return fmt.Errorf("profile directory: watch %s closed", d.kv.Bucket())
 			case e == nil:
+				stalled = nil
 				if !d.ready.Load() {
 					d.ready.Store(true)
 					close(d.synced)
@@ -168,6 +218,9 @@ func (d *Directory) Run(ctx context.Context) error {
 				}
 			default:
 				d.apply(e)
+				if stalled != nil {
+					stall.Reset(d.loadStall)
+				}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -477,6 +478,115 @@ func BenchmarkDirectoryGC(b *testing.B) {
 				runtime.GC()
 			}
 			runtime.KeepAlive(d)
+		})
+	}
+}
+
+// stallingKV hands out watchers from shape, one per WatchAll, in order;
+// after the last it hands out the bucket's own.
+type stallingKV struct {
+	jetstream.KeyValue
+	mu      sync.Mutex
+	watches int
+	shape   []func(real jetstream.KeyWatcher) jetstream.KeyWatcher
+}
+
+func (kv *stallingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	w, err := kv.KeyValue.WatchAll(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.watches++
+	if kv.watches <= len(kv.shape) {
+		return kv.shape[kv.watches-1](w), nil
+	}
+	return w, nil
+}
+
+func (kv *stallingKV) count() int {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.watches
+}
+
+// relayedWatcher passes the first n updates of real on, each after delay,
+// and then nothing more (n < 0: all of them), as a watch does whose server
+// went away in the middle of the initial load.
+type relayedWatcher struct {
+	real    jetstream.KeyWatcher
+	updates chan jetstream.KeyValueEntry
+	stop    chan struct{}
+	once    sync.Once
+}
+
+func relay(n int, delay time.Duration) func(jetstream.KeyWatcher) jetstream.KeyWatcher {
+	return func(real jetstream.KeyWatcher) jetstream.KeyWatcher {
+		w := &relayedWatcher{real: real, updates: make(chan jetstream.KeyValueEntry), stop: make(chan struct{})}
+		go func() {
+			defer close(w.updates)
+			for i := 0; n < 0 || i < n; i++ {
+				select {
+				case e, ok := <-real.Updates():
+					if !ok {
+						return
+					}
+					time.Sleep(delay)
+					select {
+					case w.updates <- e:
+					case <-w.stop:
+						return
+					}
+				case <-w.stop:
+					return
+				}
+			}
+			<-w.stop
+		}()
+		return w
+	}
+}
+
+func (w *relayedWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.updates }
+func (w *relayedWatcher) Stop() error {
+	w.once.Do(func() { close(w.stop) })
+	return w.real.Stop()
+}
+
+func TestDirectoryRestartsAStalledLoad(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		shape   []func(jetstream.KeyWatcher) jetstream.KeyWatcher
+		watches int
+	}{
+		{"a watch that delivers nothing is started again", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(0, 0)}, 2},
+		{"a watch that stops half way is started again", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(5, 0), relay(0, 0)}, 3},
+		// 11 updates (10 keys and the marker) 60ms apart: 660ms in all,
+		// more than the stall time of 200ms, and never 200ms without one.
+		{"a slow load that goes on is not restarted", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(-1, 60*time.Millisecond)}, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			real := startKV(t)
+			importFile(t, real, "good.csv")
+			kv := &stallingKV{KeyValue: real, shape: tt.shape}
+			core, logs := observer.New(zapcore.WarnLevel)
+			d := NewDirectory(kv, defaultQuadrant(t), zap.New(core))
+			d.loadStall = 200 * time.Millisecond
+			runDirectory(t, d)
+			if n := d.Len(); n != 10 {
+				t.Errorf("Len after sync = %d, want 10", n)
+			}
+			if got := lookupString(d, ticket.Caller{Email: "doer@example.com"}); got != "doer" {
+				t.Errorf("Lookup after sync = %s, want doer", got)
+			}
+			if got := kv.count(); got != tt.watches {
+				t.Errorf("watches started = %d, want %d", got, tt.watches)
+			}
+			stalls := logs.FilterMessage("profile directory: the initial load stalled, watching the bucket again").Len()
+			if stalls != tt.watches-1 {
+				t.Errorf("stall warnings = %d, want %d", stalls, tt.watches-1)
+			}
 		})
 	}
 }
