@@ -182,7 +182,7 @@ func serve(ctx context.Context, g *globals, ready chan<- addrs) error {
 	}
 	enricher := profiler{chain: prof.Chain, familiar: prof.Familiar, m: profMetrics, log: log.Named("profiles")}
 	proc := pipeline.New(cons, enricher, familiarRouter{tree: p.tree, familiar: prof.Familiar}, b, cfg.Pipeline, log, pipeline.NewMetrics(reg),
-		pipeline.WithMaxPending(cfg.Pipeline.MaxPendingAcks), pipeline.WithReady(dir.Synced()))
+		pipeline.WithMaxPending(cfg.Pipeline.MaxPendingAcks), pipeline.WithReady(dir.Synced()), pipeline.WithConnection(nc))
 
 	mux := http.NewServeMux()
 	if p.surveys != nil {

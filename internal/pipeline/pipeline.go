@@ -139,6 +139,21 @@ func WithReady(ready <-chan struct{}) Option {
 	}
 }
 
+// WithConnection has Run follow the state of nc, the connection the
+// consumer uses, and open a message iterator only while nc is connected.
+// The client library leaves an iterator opened during a reconnect waiting
+// for its missed heartbeats (30s) instead of asking for messages once the
+// connection is back; without nc, Run relies on those heartbeats alone.
+func WithConnection(nc *nats.Conn) Option {
+	return func(p *Processor) error {
+		if nc == nil {
+			return fmt.Errorf("%w: connection must not be nil", ErrInvalidOption)
+		}
+		p.nc = nc
+		return nil
+	}
+}
+
 // Processor is the processing stage. Run it once; SetRouter may be called
 // concurrently with Run.
 type Processor struct {
@@ -155,6 +170,7 @@ type Processor struct {
 	maxPending   int
 	backlog      atomic.Uint64   // NumPending of the last delivery
 	ready        <-chan struct{} // RouteNow refuses until closed; nil: ready
+	nc           *nats.Conn      // the consumer's connection, if given
 	err          error           // from an option, returned by Run
 	// pullOpts are added to the iterator's options (tests shorten the
 	// heartbeat).
@@ -237,7 +253,9 @@ const (
 // elections: an error reading the consumer (no heartbeat from a stalled
 // server, a failed pull request) is logged as a warning, counted in
 // deskrelay_pipeline_consume_errors_total, and followed, after a backoff
-// of 100ms doubling up to 30s, by a new message iterator. Run returns an
+// of 100ms doubling up to 30s, by a new message iterator; with
+// [WithConnection] an iterator is opened only while the connection is up,
+// so that Run resumes at once after a reconnect. Run returns an
 // error, prefixed "pipeline:", only when it cannot go on: an invalid
 // option ([ErrInvalidOption]), a closed connection
 // ([nats.ErrConnectionClosed] or [jetstream.ErrConnectionClosed]), or a
@@ -283,9 +301,11 @@ func (p *Processor) Run(ctx context.Context) error {
 // until ctx ends (nil) or an error leaves nothing to retry.
 func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}) error {
 	opts := append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(p.maxPending)}, p.pullOpts...)
+	conn := watchConn(p.nc)
+	defer conn.close()
 	failures := 0
 	for {
-		err := p.consumeIterator(ctx, workCtx, wg, slots, workers, opts, &failures)
+		err := p.consumeIterator(ctx, workCtx, wg, slots, workers, conn, opts, &failures)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
@@ -318,10 +338,10 @@ func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, sl
 
 // consumeIterator hands the messages of one iterator to handlers. It
 // returns nil when ctx ended, else the iterator's error.
-func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}, opts []jetstream.PullMessagesOpt, failures *int) error {
-	it, err := p.cons.Messages(opts...)
-	if err != nil {
-		return fmt.Errorf("open message iterator: %w", err)
+func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}, conn *connWatch, opts []jetstream.PullMessagesOpt, failures *int) error {
+	it, err := p.openIterator(ctx, conn, opts)
+	if it == nil {
+		return err
 	}
 	stopDrain := context.AfterFunc(ctx, it.Drain)
 	defer stopDrain()
@@ -361,6 +381,27 @@ func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitG
 			defer func() { <-slots }()
 			p.handle(ctx, workCtx, workers, msg, meta)
 		})
+	}
+}
+
+// openIterator opens a message iterator once the connection is up, and
+// again when the connection went down while it was being opened (see
+// [connWatch] for why). It returns a nil iterator when ctx ended (and a
+// nil error) or opening failed.
+func (p *Processor) openIterator(ctx context.Context, conn *connWatch, opts []jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
+	for {
+		if !conn.settle(ctx) {
+			return nil, nil
+		}
+		it, err := p.cons.Messages(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("open message iterator: %w", err)
+		}
+		if conn.connected() {
+			return it, nil
+		}
+		it.Stop()
+		p.log.Debug("the connection went down while the message iterator was opened, opening it again once it is back", zap.String("consumer", p.consumerName()))
 	}
 }
 

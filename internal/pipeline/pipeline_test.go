@@ -718,10 +718,10 @@ func TestSetRouterSwapsForNextMessages(t *testing.T) {
 
 func TestInvalidOptionFailsRun(t *testing.T) {
 	e := newEnv(t, config.Pipeline{})
-	p := New(e.cons, doer, toL2Portal, e.bus, e.cfg, zaptest.NewLogger(t), nil, WithDrainTimeout(-time.Second), WithClock(nil))
+	p := New(e.cons, doer, toL2Portal, e.bus, e.cfg, zaptest.NewLogger(t), nil, WithDrainTimeout(-time.Second), WithClock(nil), WithConnection(nil))
 	err := p.Run(t.Context())
-	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "drain timeout must be > 0, got -1s") || !strings.Contains(err.Error(), "clock") {
-		t.Errorf("Run with bad options = %v, want ErrInvalidOption naming the drain timeout and the clock", err)
+	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "drain timeout must be > 0, got -1s") || !strings.Contains(err.Error(), "clock") || !strings.Contains(err.Error(), "connection must not be nil") {
+		t.Errorf("Run with bad options = %v, want ErrInvalidOption naming the drain timeout, the clock and the connection", err)
 	}
 }
 

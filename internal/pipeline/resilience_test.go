@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +121,153 @@ func TestRunSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("Run = %v after the restart, want it to keep running", err)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("ticket stored after the restart not routed within 30s ")
+	}
+}
+
+// TestRunStartedDuringAnOutage starts the processor while the server is
+// down, as serve does when NATS goes away the moment the profile directory
+// has loaded. An iterator opened then would send its first pull request
+// into the outage (the connection buffers nothing while it reconnects),
+// and the client library would not ask again until the iterator's missed
+// heartbeats (30s). Run waits for the connection instead and routes the
+// ticket stored after the restart within seconds.
+func TestRunStartedDuringAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
+	port := bustest.ServerPort(t, srv)
+	b, nc := connectBus(t, srv.ClientURL())
+	cfg := config.Pipeline{}
+	cons, err := b.IngestConsumer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("IngestConsumer: %v", err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	counted := &downConsumer{Consumer: cons}
+	p := New(counted, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), nil, WithClock(func() time.Time { return fixedNow }), WithConnection(nc))
+	errc := runUntilStopped(t, p)
+	time.Sleep(500 * time.Millisecond) // Run starts while disconnected
+	bustest.StartAt(t, dir, port)
+	waitConnected(t, nc)
+
+	routedCh := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := ingestRetrying(t, b, "INC31"); err != nil {
+		t.Fatalf("Ingest after the restart: %v", err)
+	}
+	select {
+	case msg := <-routedCh:
+		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC31" {
+			t.Errorf("routed ticket %q, want INC31", msg.Header.Get("Deskrelay-Ticket-Id"))
+		}
+	case err := <-errc:
+		t.Fatalf("Run = %v after the restart, want it to keep running", err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ticket stored after the restart not routed within 10s")
+	}
+	if n := counted.opens.Load(); n != 1 {
+		t.Errorf("iterators opened = %d, want 1 (none while the server was down)", n)
+	}
+}
+
+// downConsumer counts the iterators opened. With down and up, it stops the
+// server while its first iterator is being opened and starts it again a
+// moment later: the connection goes down between Run's look at it and the
+// opening.
+type downConsumer struct {
+	jetstream.Consumer
+	down, up func()
+	opens    atomic.Int32
+}
+
+func (c *downConsumer) Messages(opts ...jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
+	if c.opens.Add(1) == 1 && c.down != nil {
+		c.down()
+		time.AfterFunc(300*time.Millisecond, c.up)
+	}
+	return c.Consumer.Messages(opts...)
+}
+
+// awaitStatus polls nc until its status is want, for at most 15s.
+func awaitStatus(nc *nats.Conn, want nats.Status) bool {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if nc.Status() == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRunReopensAnIteratorOpenedDuringAnOutage: an iterator opened while
+// the client reconnects would send its first pull request into the outage
+// and then wait for its missed heartbeats (30s). Run sees the connection
+// down after the opening, stops that iterator and opens another once the
+// connection is back.
+func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
+	port := bustest.ServerPort(t, srv)
+	b, nc := connectBus(t, srv.ClientURL())
+	cfg := config.Pipeline{}
+	real, err := b.IngestConsumer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("IngestConsumer: %v", err)
+	}
+	restarted := make(chan bool, 1)
+	cons := &downConsumer{
+		Consumer: real,
+		down: func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			awaitStatus(nc, nats.RECONNECTING)
+		},
+		up: func() {
+			s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+			if err != nil {
+				restarted <- false
+				return
+			}
+			s.Start()
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+			restarted <- s.ReadyForConnections(bustest.ReadyTimeout) && awaitStatus(nc, nats.CONNECTED)
+		},
+	}
+	p := New(cons, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), nil, WithClock(func() time.Time { return fixedNow }), WithConnection(nc))
+	errc := runUntilStopped(t, p)
+	select {
+	case ok := <-restarted:
+		if !ok {
+			t.Fatal("server not back, or client not reconnected, within 15s")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not open its first iterator within 30s")
+	}
+
+	routedCh := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := ingestRetrying(t, b, "INC32"); err != nil {
+		t.Fatalf("Ingest after the restart: %v", err)
+	}
+	select {
+	case msg := <-routedCh:
+		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC32" {
+			t.Errorf("routed ticket %q, want INC32", msg.Header.Get("Deskrelay-Ticket-Id"))
+		}
+	case err := <-errc:
+		t.Fatalf("Run = %v after the restart, want it to keep running", err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ticket stored after the restart not routed within 10s (iterators opened: %d)", cons.opens.Load())
+	}
+	if n := cons.opens.Load(); n != 2 {
+		t.Errorf("iterators opened = %d, want 2 (the one opened during the outage, then its replacement)", n)
 	}
 }
 
