@@ -117,7 +117,7 @@ func Build(cfg config.Profiles, d Deps) (*Built, error) {
 	if b.Familiar, err = NewFamiliar(d.KV, cfg.Familiar, d.Log, d.Metrics); err != nil {
 		add(err)
 	}
-	b.Directory = NewDirectory(d.KV, d.Quadrant, d.Log, WithInvalidation(b.Cache), WithFamiliar(b.Familiar))
+	b.Directory = NewDirectory(d.KV, d.Quadrant, d.Log, WithInvalidation(b.Cache), WithFamiliar(b.Familiar), WithConnection(d.Conn))
 	b.Surveys.seen = b.Directory // an answer is visible here once recorded
 
 	var sources []Source

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/deskrelay/deskrelay/internal/bus/bustest"
 	"github.com/deskrelay/deskrelay/internal/fixture"
 	"github.com/deskrelay/deskrelay/ticket"
 )
@@ -588,5 +589,74 @@ func TestDirectoryRestartsAStalledLoad(t *testing.T) {
 				t.Errorf("stall warnings = %d, want %d", stalls, tt.watches-1)
 			}
 		})
+	}
+}
+
+// TestDirectoryResumesAfterAReconnect restarts the server under a synced
+// directory: a profile written right after the reconnect is seen within
+// seconds (the client's own watch would wait for its missed heartbeats,
+// 10 to 20s), and the changes made before the restart are not applied
+// again (the watch resumes after the last revision).
+func TestDirectoryResumesAfterAReconnect(t *testing.T) {
+	store := t.TempDir()
+	srv := bustest.StartAt(t, store, server.RANDOM_PORT)
+	port := bustest.ServerPort(t, srv)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "profiles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	importFile(t, kv, "good.csv")
+	core, logs := observer.New(zapcore.InfoLevel)
+	d := NewDirectory(kv, defaultQuadrant(t), zap.New(core), WithConnection(nc))
+	runDirectory(t, d)
+	synced := d.revision()
+
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	bustest.StartAt(t, store, port)
+	deadline := time.Now().Add(15 * time.Second)
+	for nc.Status() != nats.CONNECTED {
+		if time.Now().After(deadline) {
+			t.Fatal("client not reconnected within 15s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	var rev uint64
+	for rev == 0 { // JetStream may take a moment after the reconnect
+		if rev, err = kv.Put(t.Context(), UserIDKey("u-after"), []byte(`{"profile":"trier"}`)); err != nil {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("Put after the restart: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Within 5s: the client's own watch would resume 10s after it started,
+	// right before the restart.
+	for err := d.WaitRevision(t.Context(), rev); err != nil; err = d.WaitRevision(t.Context(), rev) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%v: a put right after the reconnect not seen within 5s", err)
+		}
+	}
+	if got := lookupString(d, ticket.Caller{ID: "u-after"}); got != "trier" {
+		t.Errorf("Lookup after the put = %s, want trier", got)
+	}
+	t.Logf("put at revision %d seen %v after the reconnect", rev, time.Since(start))
+
+	resumed := logs.FilterMessage("profile directory: reconnected, watching the bucket again").All()
+	if len(resumed) != 1 {
+		t.Fatalf("reconnect log lines = %d, want 1", len(resumed))
+	}
+	if got := resumed[0].ContextMap()["after_revision"]; got != synced {
+		t.Errorf("watch resumed after revision %v, want %d (the last one applied before the restart)", got, synced)
+	}
+	if n := d.Len(); n != 11 {
+		t.Errorf("Len = %d, want 11 (10 imported, 1 after the restart)", n)
 	}
 }

@@ -409,15 +409,36 @@ func TestServeSurvivesANATSOutage(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("POST after NATS came back = %d, want 202 within 20s", code)
 	}
+	// The profile directory follows the bucket again at once: a survey
+	// answer given now is used for the caller's next ticket.
+	req, _ = http.NewRequestWithContext(t.Context(), "POST", "http://"+r.HTTP+"/surveys", strings.NewReader(`{"email":"after.outage@example.com","competence":2,"attitude":1}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("survey answer after NATS came back = %d", resp.StatusCode)
+	}
+	if code, body := r.post(t, laptop("OUT-3", "after.outage@example.com")); code != http.StatusAccepted {
+		t.Fatalf("POST after the survey = %d %s", code, body)
+	}
 	next := routedReader(t, url, "DESKRELAY_ROUTED")
-	got := map[string]bool{}
-	for len(got) < 2 {
+	got := map[string]ticket.Profile{}
+	for len(got) < 3 {
 		var rt ticket.Routed
 		_ = json.Unmarshal(next().Data(), &rt)
-		got[rt.Ticket.ID] = true
+		got[rt.Ticket.ID] = rt.Profile
 	}
-	if !got["OUT-1"] || !got["OUT-2"] {
-		t.Errorf("routed %v, want OUT-1 (accepted before the outage) and OUT-2", got)
+	if _, ok := got["OUT-1"]; !ok {
+		t.Errorf("OUT-1, accepted before the outage, not routed")
+	}
+	if _, ok := got["OUT-2"]; !ok {
+		t.Errorf("OUT-2, accepted after the outage, not routed")
+	}
+	if p := got["OUT-3"]; p.Source != "survey" {
+		t.Errorf("caller who answered a survey after the outage routed as %+v, want the survey's profile", p)
 	}
 	if err := r.stop(); err != nil { // before the NATS server's cleanup
 		t.Errorf("serve: %v", err)
