@@ -41,6 +41,22 @@ func connectBus(t *testing.T, url string) (*bus.Bus, *nats.Conn) {
 	return b, nc
 }
 
+// restartable runs a server that can be stopped and started again on
+// its port and store (dir), and returns it with a bus and the ingest
+// consumer (default pipeline config) on it.
+func restartable(t *testing.T) (dir string, srv *server.Server, port int, b *bus.Bus, nc *nats.Conn, cons jetstream.Consumer) {
+	t.Helper()
+	dir = t.TempDir()
+	srv = bustest.StartAt(t, dir, server.RANDOM_PORT)
+	port = bustest.ServerPort(t, srv)
+	b, nc = connectBus(t, srv.ClientURL())
+	cons, err := b.IngestConsumer(t.Context(), config.Pipeline{})
+	if err != nil {
+		t.Fatalf("IngestConsumer: %v", err)
+	}
+	return dir, srv, port, b, nc, cons
+}
+
 // runUntilStopped starts p and returns a channel that receives what Run
 // returned; the test's cleanup cancels Run and waits for it.
 func runUntilStopped(t *testing.T, p *Processor) <-chan error {
@@ -78,15 +94,8 @@ func waitConnected(t *testing.T, nc *nats.Conn) {
 // and starts it again on the same port and store: Run keeps going and
 // routes a ticket stored after the restart.
 func TestRunSurvivesServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
-	port := bustest.ServerPort(t, srv)
-	b, nc := connectBus(t, srv.ClientURL())
+	dir, srv, port, b, nc, cons := restartable(t)
 	cfg := config.Pipeline{}
-	cons, err := b.IngestConsumer(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("IngestConsumer: %v", err)
-	}
 	m := NewMetrics(nil)
 	p := New(cons, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), m, WithClock(func() time.Time { return fixedNow }))
 	p.pullOpts = fastHeartbeat
@@ -103,25 +112,7 @@ func TestRunSurvivesServerRestart(t *testing.T) {
 	bustest.StartAt(t, dir, port)
 	waitConnected(t, nc)
 
-	routedCh := make(chan *nats.Msg, 8)
-	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
-	if err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := ingestRetrying(t, b, "INC30"); err != nil {
-		t.Fatalf("Ingest after the restart: %v", err)
-	}
-	select {
-	case msg := <-routedCh:
-		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC30" {
-			t.Errorf("routed ticket %q, want INC30", msg.Header.Get("Deskrelay-Ticket-Id"))
-		}
-	case err := <-errc:
-		t.Fatalf("Run = %v after the restart, want it to keep running", err)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("ticket stored after the restart not routed within 30s ")
-	}
+	routeAfterRestart(t, b, nc, errc, "INC30", 30*time.Second)
 }
 
 // TestRunStartedDuringAnOutage starts the processor while the server is
@@ -132,15 +123,8 @@ func TestRunSurvivesServerRestart(t *testing.T) {
 // heartbeats (30s). Run waits for the connection instead and routes the
 // ticket stored after the restart within seconds.
 func TestRunStartedDuringAnOutage(t *testing.T) {
-	dir := t.TempDir()
-	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
-	port := bustest.ServerPort(t, srv)
-	b, nc := connectBus(t, srv.ClientURL())
+	dir, srv, port, b, nc, cons := restartable(t)
 	cfg := config.Pipeline{}
-	cons, err := b.IngestConsumer(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("IngestConsumer: %v", err)
-	}
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	counted := &downConsumer{Consumer: cons}
@@ -150,25 +134,7 @@ func TestRunStartedDuringAnOutage(t *testing.T) {
 	bustest.StartAt(t, dir, port)
 	waitConnected(t, nc)
 
-	routedCh := make(chan *nats.Msg, 8)
-	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
-	if err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := ingestRetrying(t, b, "INC31"); err != nil {
-		t.Fatalf("Ingest after the restart: %v", err)
-	}
-	select {
-	case msg := <-routedCh:
-		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC31" {
-			t.Errorf("routed ticket %q, want INC31", msg.Header.Get("Deskrelay-Ticket-Id"))
-		}
-	case err := <-errc:
-		t.Fatalf("Run = %v after the restart, want it to keep running", err)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("ticket stored after the restart not routed within 10s")
-	}
+	routeAfterRestart(t, b, nc, errc, "INC31", 10*time.Second)
 	if n := counted.opens.Load(); n != 1 {
 		t.Errorf("iterators opened = %d, want 1 (none while the server was down)", n)
 	}
@@ -208,15 +174,8 @@ func awaitStatus(nc *nats.Conn, want nats.Status) bool {
 // down after the opening, stops that iterator and opens another once the
 // connection is back.
 func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
-	dir := t.TempDir()
-	srv := bustest.StartAt(t, dir, server.RANDOM_PORT)
-	port := bustest.ServerPort(t, srv)
-	b, nc := connectBus(t, srv.ClientURL())
+	dir, srv, port, b, nc, real := restartable(t)
 	cfg := config.Pipeline{}
-	real, err := b.IngestConsumer(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("IngestConsumer: %v", err)
-	}
 	restarted := make(chan bool, 1)
 	cons := &downConsumer{
 		Consumer: real,
@@ -247,27 +206,34 @@ func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
 		t.Fatal("Run did not open its first iterator within 30s")
 	}
 
+	routeAfterRestart(t, b, nc, errc, "INC32", 10*time.Second)
+	if n := cons.opens.Load(); n != 2 {
+		t.Errorf("iterators opened = %d, want 2 (the one opened during the outage, then its replacement)", n)
+	}
+}
+
+// routeAfterRestart stores ticket id once JetStream takes it again and
+// waits, at most within, for its routed message while Run keeps running.
+func routeAfterRestart(t *testing.T, b *bus.Bus, nc *nats.Conn, errc <-chan error, id string, within time.Duration) {
+	t.Helper()
 	routedCh := make(chan *nats.Msg, 8)
 	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := ingestRetrying(t, b, "INC32"); err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := ingestRetrying(t, b, id); err != nil {
 		t.Fatalf("Ingest after the restart: %v", err)
 	}
 	select {
 	case msg := <-routedCh:
-		if msg.Header.Get("Deskrelay-Ticket-Id") != "INC32" {
-			t.Errorf("routed ticket %q, want INC32", msg.Header.Get("Deskrelay-Ticket-Id"))
+		if got := msg.Header.Get("Deskrelay-Ticket-Id"); got != id {
+			t.Errorf("routed ticket %q, want %s", got, id)
 		}
 	case err := <-errc:
 		t.Fatalf("Run = %v after the restart, want it to keep running", err)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("ticket stored after the restart not routed within 10s (iterators opened: %d)", cons.opens.Load())
-	}
-	if n := cons.opens.Load(); n != 2 {
-		t.Errorf("iterators opened = %d, want 2 (the one opened during the outage, then its replacement)", n)
+	case <-time.After(within):
+		t.Fatalf("ticket stored after the restart not routed within %s", within)
 	}
 }
 
