@@ -26,13 +26,15 @@ const (
 )
 
 // Deps are what [Build] needs from the process: the profiles bucket, the
-// NATS connection for the survey subject, the connectors' config (for
-// itsm sources), a logger and metrics.
+// NATS connection (for the survey subject, and for the directory to follow
+// reconnects), the connectors' config (for itsm sources), a logger and
+// metrics.
 type Deps struct {
 	// KV is the profiles bucket; nil only for [Check].
 	KV jetstream.KeyValue
 	// Conn and SurveySubject (<prefix>.surveys) run the survey
-	// subscriber; a nil Conn runs none.
+	// subscriber; a nil Conn runs none. The directory watches the bucket
+	// again when Conn reconnects ([WithConnection]).
 	Conn          *nats.Conn
 	SurveySubject string
 	// Connectors are the configured connectors, by name.

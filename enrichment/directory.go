@@ -165,19 +165,16 @@ func (d *Directory) Run(ctx context.Context) error {
 		defer d.nc.RemoveStatusListener(reconnects)
 	}
 	for {
-		for len(reconnects) > 0 { // the watch about to start comes after them
-			<-reconnects
-		}
-		w := d.watch(ctx)
+		w, err := d.watch(ctx, reconnects)
 		if w == nil {
-			return nil
+			return err
 		}
-		err := d.follow(ctx, w, reconnects)
+		err = d.follow(ctx, w, reconnects)
 		stopWatch(w)
 		switch {
 		case errors.Is(err, errLoadStalled):
 			d.log.Warn("profile directory: the initial load stalled, watching the bucket again",
-				zap.String("bucket", d.kv.Bucket()), zap.Duration("stalled_for", d.loadStall), zap.Int("keys_loaded", d.Len()))
+				zap.String("bucket", d.kv.Bucket()), zap.Duration("duration", d.loadStall), zap.Int("keys_loaded", d.Len()))
 		case errors.Is(err, errReconnected):
 			d.log.Info("profile directory: reconnected, watching the bucket again", zap.String("bucket", d.kv.Bucket()), zap.Uint64("after_revision", d.revision()))
 		default:
@@ -198,10 +195,13 @@ var errLoadStalled = errors.New("initial load stalled")
 const defaultLoadStall = 5 * time.Second
 
 // watch starts a watch of the whole bucket, from the revision after the
-// last one applied if any, retrying until it starts (Lookup answers
-// ErrNotSynced meanwhile, and the pipeline waits for Synced) rather than
-// stop deskrelay. It returns nil when ctx ends.
-func (d *Directory) watch(ctx context.Context) jetstream.KeyWatcher {
+// last one applied if any. It retries until the watch starts (Lookup
+// answers ErrNotSynced meanwhile, and the pipeline waits for Synced)
+// rather than stop deskrelay, at once when the connection comes back; a
+// reconnect before it starts is thus not reported again. It returns a nil
+// watch and a nil error when ctx ends, and an error when the connection
+// is closed or the bucket gone.
+func (d *Directory) watch(ctx context.Context, reconnects <-chan nats.Status) (jetstream.KeyWatcher, error) {
 	var opts []jetstream.WatchOpt
 	if rev := d.revision(); rev > 0 {
 		// Every change after rev, in order: the same end state as the
@@ -209,18 +209,26 @@ func (d *Directory) watch(ctx context.Context) jetstream.KeyWatcher {
 		opts = append(opts, jetstream.ResumeFromRevision(rev+1))
 	}
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
-		w, err := d.kv.WatchAll(ctx, opts...)
-		if err == nil {
-			d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))
-			return w
+		for len(reconnects) > 0 { // the watch about to start comes after them
+			<-reconnects
 		}
-		if ctx.Err() != nil {
-			return nil
+		w, err := d.kv.WatchAll(ctx, opts...)
+		switch {
+		case err == nil:
+			d.log.Info("profile directory watching", zap.String("bucket", d.kv.Bucket()))
+			return w, nil
+		case ctx.Err() != nil:
+			return nil, nil
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrConnectionClosed),
+			errors.Is(err, nats.ErrStreamNotFound), errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound):
+			return nil, fmt.Errorf("profile directory: watch %s: %w", d.kv.Bucket(), err)
 		}
 		d.log.Warn("profile directory: cannot watch the bucket yet, retrying", zap.String("bucket", d.kv.Bucket()), zap.Duration("retry_in", wait), zap.Error(err))
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
+		case <-reconnects:
+			wait = 50 * time.Millisecond // doubled to 100ms for the next failure
 		case <-time.After(wait):
 		}
 	}
@@ -245,7 +253,7 @@ func (d *Directory) follow(ctx context.Context, w jetstream.KeyWatcher, reconnec
 		case <-stalled:
 			return errLoadStalled
 		case _, ok := <-reconnects:
-			if !ok { // the connection closed: the watch will say so
+			if !ok { // closed by Run only, after follow: no more events
 				reconnects = nil
 				continue
 			}

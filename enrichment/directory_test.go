@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -484,12 +485,15 @@ func BenchmarkDirectoryGC(b *testing.B) {
 }
 
 // stallingKV hands out watchers from shape, one per WatchAll, in order;
-// after the last it hands out the bucket's own.
+// after the last, from rest, or the bucket's own when rest is nil. It
+// keeps those it handed out.
 type stallingKV struct {
 	jetstream.KeyValue
+	shape   []func(real jetstream.KeyWatcher) jetstream.KeyWatcher
+	rest    func(real jetstream.KeyWatcher) jetstream.KeyWatcher
 	mu      sync.Mutex
 	watches int
-	shape   []func(real jetstream.KeyWatcher) jetstream.KeyWatcher
+	made    []jetstream.KeyWatcher
 }
 
 func (kv *stallingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
@@ -500,10 +504,31 @@ func (kv *stallingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) 
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
 	kv.watches++
-	if kv.watches <= len(kv.shape) {
-		return kv.shape[kv.watches-1](w), nil
+	switch {
+	case kv.watches <= len(kv.shape):
+		w = kv.shape[kv.watches-1](w)
+	case kv.rest != nil:
+		w = kv.rest(w)
 	}
+	kv.made = append(kv.made, w)
 	return w, nil
+}
+
+// delivered returns how many entries (not the end-of-load marker) the
+// watchers handed out after the first n passed on; each must be a relay.
+func (kv *stallingKV) delivered(t *testing.T, n int) int {
+	t.Helper()
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	sum := 0
+	for _, w := range kv.made[min(n, len(kv.made)):] {
+		r, ok := w.(*relayedWatcher)
+		if !ok {
+			t.Fatalf("watcher %T is not a relay", w)
+		}
+		sum += int(r.entries.Load())
+	}
+	return sum
 }
 
 func (kv *stallingKV) count() int {
@@ -520,6 +545,7 @@ type relayedWatcher struct {
 	updates chan jetstream.KeyValueEntry
 	stop    chan struct{}
 	once    sync.Once
+	entries atomic.Int32 // passed on, not counting the marker
 }
 
 func relay(n int, delay time.Duration) func(jetstream.KeyWatcher) jetstream.KeyWatcher {
@@ -536,6 +562,9 @@ func relay(n int, delay time.Duration) func(jetstream.KeyWatcher) jetstream.KeyW
 					time.Sleep(delay)
 					select {
 					case w.updates <- e:
+						if e != nil {
+							w.entries.Add(1)
+						}
 					case <-w.stop:
 						return
 					}
@@ -563,9 +592,9 @@ func TestDirectoryRestartsAStalledLoad(t *testing.T) {
 	}{
 		{"a watch that delivers nothing is started again", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(0, 0)}, 2},
 		{"a watch that stops half way is started again", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(5, 0), relay(0, 0)}, 3},
-		// 11 updates (10 keys and the marker) 60ms apart: 660ms in all,
-		// more than the stall time of 200ms, and never 200ms without one.
-		{"a slow load that goes on is not restarted", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(-1, 60*time.Millisecond)}, 1},
+		// 11 updates (10 keys and the marker) 100ms apart: 1.1s in all,
+		// more than the stall time of 500ms, and never 500ms without one.
+		{"a slow load that goes on is not restarted", []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(-1, 100*time.Millisecond)}, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			real := startKV(t)
@@ -573,7 +602,7 @@ func TestDirectoryRestartsAStalledLoad(t *testing.T) {
 			kv := &stallingKV{KeyValue: real, shape: tt.shape}
 			core, logs := observer.New(zapcore.WarnLevel)
 			d := NewDirectory(kv, defaultQuadrant(t), zap.New(core))
-			d.loadStall = 200 * time.Millisecond
+			d.loadStall = 500 * time.Millisecond
 			runDirectory(t, d)
 			if n := d.Len(); n != 10 {
 				t.Errorf("Len after sync = %d, want 10", n)
@@ -592,44 +621,60 @@ func TestDirectoryRestartsAStalledLoad(t *testing.T) {
 	}
 }
 
+// restartableKV runs a server that can be stopped and started again on
+// its port and store, and returns a client connected as deskrelay's is
+// (reconnecting for ever, buffering nothing meanwhile) and the profiles
+// bucket holding good.csv.
+func restartableKV(t *testing.T) (store string, srv *server.Server, port int, nc *nats.Conn, kv jetstream.KeyValue) {
+	t.Helper()
+	store = t.TempDir()
+	srv = bustest.StartAt(t, store, server.RANDOM_PORT)
+	port = bustest.ServerPort(t, srv)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err = js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "profiles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	importFile(t, kv, "good.csv")
+	return store, srv, port, nc, kv
+}
+
+// awaitReconnect waits until nc is connected, at most 15s.
+func awaitReconnect(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); nc.Status() != nats.CONNECTED; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("client not reconnected within 15s")
+		}
+	}
+}
+
 // TestDirectoryResumesAfterAReconnect restarts the server under a synced
 // directory: a profile written right after the reconnect is seen within
 // seconds (the client's own watch would wait for its missed heartbeats,
 // 10 to 20s), and the changes made before the restart are not applied
 // again (the watch resumes after the last revision).
 func TestDirectoryResumesAfterAReconnect(t *testing.T) {
-	store := t.TempDir()
-	srv := bustest.StartAt(t, store, server.RANDOM_PORT)
-	port := bustest.ServerPort(t, srv)
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "profiles"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	importFile(t, kv, "good.csv")
+	store, srv, port, nc, kv := restartableKV(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	d := NewDirectory(kv, defaultQuadrant(t), zap.New(core), WithConnection(nc))
+	counted := &stallingKV{KeyValue: kv, rest: relay(-1, 0)}
+	d := NewDirectory(counted, defaultQuadrant(t), zap.New(core), WithConnection(nc))
 	runDirectory(t, d)
 	synced := d.revision()
 
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	bustest.StartAt(t, store, port)
-	deadline := time.Now().Add(15 * time.Second)
-	for nc.Status() != nats.CONNECTED {
-		if time.Now().After(deadline) {
-			t.Fatal("client not reconnected within 15s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitReconnect(t, nc)
 	start := time.Now()
 	var rev uint64
 	for rev == 0 { // JetStream may take a moment after the reconnect
+		var err error
 		if rev, err = kv.Put(t.Context(), UserIDKey("u-after"), []byte(`{"profile":"trier"}`)); err != nil {
 			if time.Since(start) > 10*time.Second {
 				t.Fatalf("Put after the restart: %v", err)
@@ -649,14 +694,98 @@ func TestDirectoryResumesAfterAReconnect(t *testing.T) {
 	}
 	t.Logf("put at revision %d seen %v after the reconnect", rev, time.Since(start))
 
+	if n := counted.delivered(t, 1); n != 1 {
+		t.Errorf("watches after the reconnect delivered %d entries, want 1: the put after the restart, not the 10 keys before", n)
+	}
+	// One reconnect, or two when the first attempt failed just after
+	// saying it was connected.
 	resumed := logs.FilterMessage("profile directory: reconnected, watching the bucket again").All()
-	if len(resumed) != 1 {
-		t.Fatalf("reconnect log lines = %d, want 1", len(resumed))
+	if len(resumed) == 0 {
+		t.Fatal("no reconnect log line")
 	}
 	if got := resumed[0].ContextMap()["after_revision"]; got != synced {
 		t.Errorf("watch resumed after revision %v, want %d (the last one applied before the restart)", got, synced)
 	}
 	if n := d.Len(); n != 11 {
 		t.Errorf("Len = %d, want 11 (10 imported, 1 after the restart)", n)
+	}
+}
+
+// TestDirectoryStopsWhenItCannotGoOn: a closed connection or a deleted
+// bucket ends Run with an error instead of retries for ever.
+func TestDirectoryStopsWhenItCannotGoOn(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		breakIt func(t *testing.T, nc *nats.Conn, js jetstream.JetStream)
+		want    error
+	}{
+		{"the connection is closed", func(t *testing.T, nc *nats.Conn, _ jetstream.JetStream) { nc.Close() }, nats.ErrConnectionClosed},
+		{"the bucket is deleted", func(t *testing.T, _ *nats.Conn, js jetstream.JetStream) {
+			if err := js.DeleteKeyValue(t.Context(), "profiles"); err != nil {
+				t.Fatal(err)
+			}
+		}, nats.ErrStreamNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := bustest.Start(t)
+			nc, err := nats.Connect(srv.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			js, _ := jetstream.New(nc)
+			kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "profiles"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.breakIt(t, nc, js)
+			d := NewDirectory(kv, defaultQuadrant(t), zaptest.NewLogger(t))
+			errc := make(chan error, 1)
+			go func() { errc <- d.Run(t.Context()) }()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tt.want) {
+					t.Errorf("Run = %v, want %v", err, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still retrying after 10s")
+			}
+		})
+	}
+}
+
+// TestDirectoryRetriesAtOnceOnAReconnect: the first load stalls while the
+// server is down for long enough that the watch's retries are seconds
+// apart (100ms doubling; each fails at once, since the connection, like
+// deskrelay's, buffers nothing while it reconnects). The reconnect starts
+// the watch at once, not at the next retry.
+func TestDirectoryRetriesAtOnceOnAReconnect(t *testing.T) {
+	store, srv, port, nc, kv := restartableKV(t)
+	stalling := &stallingKV{KeyValue: kv, shape: []func(jetstream.KeyWatcher) jetstream.KeyWatcher{relay(0, 0)}}
+	d := NewDirectory(stalling, defaultQuadrant(t), zaptest.NewLogger(t), WithConnection(nc))
+	d.loadStall = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-errc
+	})
+	for stalling.count() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	time.Sleep(7 * time.Second)
+	bustest.StartAt(t, store, port)
+	awaitReconnect(t, nc)
+	back := time.Now()
+	select {
+	case <-d.Synced():
+		t.Logf("synced %v after the reconnect", time.Since(back))
+	case err := <-errc:
+		t.Fatalf("Run = %v, want it to keep running", err)
+	case <-time.After(3 * time.Second):
+		t.Fatal("directory not synced within 3s of the reconnect")
 	}
 }

@@ -141,9 +141,10 @@ func TestRunStartedDuringAnOutage(t *testing.T) {
 }
 
 // downConsumer counts the iterators opened. With down and up, it stops the
-// server while its first iterator is being opened and starts it again a
-// moment later: the connection goes down between Run's look at it and the
-// opening.
+// server while its first iterator is being opened, and starts it again
+// when that iterator is stopped: the connection goes down between Run's
+// look at it and the opening, and comes back only if Run gives up that
+// iterator.
 type downConsumer struct {
 	jetstream.Consumer
 	down, up func()
@@ -151,11 +152,28 @@ type downConsumer struct {
 }
 
 func (c *downConsumer) Messages(opts ...jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
-	if c.opens.Add(1) == 1 && c.down != nil {
+	first := c.opens.Add(1) == 1 && c.down != nil
+	if first {
 		c.down()
-		time.AfterFunc(300*time.Millisecond, c.up)
 	}
-	return c.Consumer.Messages(opts...)
+	it, err := c.Consumer.Messages(opts...)
+	if err != nil || !first {
+		return it, err
+	}
+	return &onStop{MessagesContext: it, do: c.up}, nil
+}
+
+// onStop runs do in the background the first time the iterator is
+// stopped.
+type onStop struct {
+	jetstream.MessagesContext
+	do   func()
+	once sync.Once
+}
+
+func (it *onStop) Stop() {
+	it.MessagesContext.Stop()
+	it.once.Do(func() { go it.do() })
 }
 
 // awaitStatus polls nc until its status is want, for at most 15s.
@@ -171,8 +189,8 @@ func awaitStatus(nc *nats.Conn, want nats.Status) bool {
 // TestRunReopensAnIteratorOpenedDuringAnOutage: an iterator opened while
 // the client reconnects would send its first pull request into the outage
 // and then wait for its missed heartbeats (30s). Run sees the connection
-// down after the opening, stops that iterator and opens another once the
-// connection is back.
+// down after the opening, stops that iterator (which here brings the
+// server back) and opens another once the connection is back.
 func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
 	dir, srv, port, b, nc, real := restartable(t)
 	cfg := config.Pipeline{}
@@ -182,7 +200,9 @@ func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
 		down: func() {
 			srv.Shutdown()
 			srv.WaitForShutdown()
-			awaitStatus(nc, nats.RECONNECTING)
+			if !awaitStatus(nc, nats.RECONNECTING) {
+				t.Errorf("client status %s 15s after the server stopped, want RECONNECTING", nc.Status())
+			}
 		},
 		up: func() {
 			s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
@@ -203,7 +223,7 @@ func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
 			t.Fatal("server not back, or client not reconnected, within 15s")
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not open its first iterator within 30s")
+		t.Fatalf("server not started again within 30s: Run did not stop the iterator opened during the outage (iterators opened: %d)", cons.opens.Load())
 	}
 
 	routeAfterRestart(t, b, nc, errc, "INC32", 10*time.Second)
