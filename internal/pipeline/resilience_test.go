@@ -15,7 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/internal/bus"
@@ -128,9 +131,17 @@ func TestRunStartedDuringAnOutage(t *testing.T) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	counted := &downConsumer{Consumer: cons}
-	p := New(counted, doer, toL2Portal, b, cfg, zaptest.NewLogger(t), nil, WithClock(func() time.Time { return fixedNow }), WithConnection(nc))
+	seen, logs := observer.New(zapcore.InfoLevel)
+	log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, seen) })))
+	p := New(counted, doer, toL2Portal, b, cfg, log, nil, WithClock(func() time.Time { return fixedNow }), WithConnection(nc))
 	errc := runUntilStopped(t, p)
-	time.Sleep(500 * time.Millisecond) // Run starts while disconnected
+	// Run logs that it started just before it opens its first iterator.
+	for deadline := time.Now().Add(10 * time.Second); logs.FilterMessage("pipeline started").Len() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not start within 10s")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // well past the point where it would open one
 	bustest.StartAt(t, dir, port)
 	waitConnected(t, nc)
 
