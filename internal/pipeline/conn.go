@@ -2,65 +2,151 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
 
-// connWatch follows the state of the consumer's connection, so that a
-// message iterator is opened while it is up.
+// errConnectionLost is the cause of the cancellation of the messages in
+// flight when the connection goes down.
+var errConnectionLost = errors.New("the NATS connection went down while the message was in flight")
+
+// link follows the state of the consumer's connection for Run. A nil
+// *link (no connection given) takes the connection to be up, and never
+// cancels anything.
 //
-// An iterator asks the server for messages on its first Next, and asks
-// again after a reconnect only when it saw the disconnect: the client
-// library takes the connection to be up when the iterator is opened. One
-// opened while the connection is reconnecting thus misses the reconnect,
-// and its first request fails, since deskrelay's connection buffers
-// nothing while it reconnects (bus.Connect). It would then wait for its
-// missed heartbeats (twice the heartbeat: 30s by default) while the
-// stream fills up.
+// Iterators. An iterator asks the server for messages on its first Next,
+// and asks again after a reconnect only when it saw the disconnect: the
+// client library takes the connection to be up when the iterator is
+// opened. One opened while the connection is reconnecting thus misses the
+// reconnect, and its first request fails, since deskrelay's connection
+// buffers nothing while it reconnects (bus.Connect). It would then wait
+// for its missed heartbeats (twice the heartbeat: 30s by default) while
+// the stream fills up. So Run opens iterators only while connected
+// (settle, connected).
 //
-// A nil *connWatch (no connection given) takes the connection to be up.
-type connWatch struct {
+// Messages in flight. A PubAck whose connection went down never comes (in
+// a cluster, the reply went to the node that was lost), and the client
+// waits for it until the handler's deadline, the ack wait (30s by
+// default). The handlers' contexts derive from the current epoch, which
+// is cancelled with [errConnectionLost] when the connection goes down; a
+// message so interrupted is nak'd once the connection is back (waitUp),
+// and redelivered after the retry delay instead of the ack wait. Its
+// routed message, if it was stored, has the same Nats-Msg-Id the second
+// time, and JetStream drops the copy.
+type link struct {
 	nc     *nats.Conn
 	events chan nats.Status
+	work   context.Context // parent of the epochs
+
+	epoch atomic.Pointer[epoch]
+
+	mu sync.Mutex
+	up chan struct{} // closed while connected
 }
 
-// watchConn starts watching nc; nil for a nil nc. Close it when done.
-func watchConn(nc *nats.Conn) *connWatch {
+// epoch is a context cancelled when the connection goes down.
+type epoch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func newEpoch(parent context.Context) *epoch {
+	ctx, cancel := context.WithCancelCause(parent)
+	return &epoch{ctx, cancel}
+}
+
+// startLink follows nc until stop; epochs derive from work. nil for a nil
+// nc.
+func startLink(work context.Context, nc *nats.Conn) *link {
 	if nc == nil {
 		return nil
 	}
-	return &connWatch{nc: nc, events: nc.StatusChanged(nats.CONNECTED, nats.CLOSED)}
+	l := &link{nc: nc, work: work, up: make(chan struct{})}
+	l.epoch.Store(newEpoch(work))
+	// Listen first, then look: a change after the look is an event.
+	l.events = nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
+	if nc.Status() == nats.CONNECTED {
+		close(l.up)
+	}
+	go l.follow()
+	return l
 }
 
-// close stops the watch.
-func (w *connWatch) close() {
-	if w != nil {
-		w.nc.RemoveStatusListener(w.events)
+// follow applies the connection's events until stop.
+func (l *link) follow() {
+	for st := range l.events {
+		l.mu.Lock()
+		isUp := closed(l.up)
+		switch {
+		case st == nats.CONNECTED && !isUp:
+			close(l.up)
+		case st != nats.CONNECTED && isUp:
+			l.up = make(chan struct{})
+		}
+		l.mu.Unlock()
+		if st != nats.CONNECTED {
+			l.epoch.Swap(newEpoch(l.work)).cancel(errConnectionLost)
+		}
 	}
+}
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the link.
+func (l *link) stop() {
+	if l != nil {
+		l.nc.RemoveStatusListener(l.events)
+	}
+}
+
+// context returns the context of the current epoch, or fallback without
+// a link.
+func (l *link) context(fallback context.Context) context.Context {
+	if l == nil {
+		return fallback
+	}
+	return l.epoch.Load().ctx
 }
 
 // settle waits until the connection is up, or closed (the iterator then
 // says so). It returns false when ctx ended first.
-func (w *connWatch) settle(ctx context.Context) bool {
-	if w == nil {
+func (l *link) settle(ctx context.Context) bool {
+	if l == nil {
 		return ctx.Err() == nil
 	}
 	for {
-		// The library sends an event before the state it announces is
-		// visible, so an event sent after this read is not missed.
-		switch w.nc.Status() {
+		switch l.nc.Status() {
 		case nats.CONNECTED, nats.CLOSED:
 			return ctx.Err() == nil
 		}
+		l.mu.Lock()
+		up := l.up
+		l.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return false
-		case <-w.events: // a stale event only costs a second look
+		case <-up: // then look again: it may be down once more
 		}
 	}
 }
 
+// waitUp waits until the connection is up; false when ctx ended first or
+// the connection is closed.
+func (l *link) waitUp(ctx context.Context) bool {
+	return l.settle(ctx) && l.connected()
+}
+
 // connected reports whether the connection is up now.
-func (w *connWatch) connected() bool {
-	return w == nil || w.nc.Status() == nats.CONNECTED
+func (l *link) connected() bool {
+	return l == nil || l.nc.Status() == nats.CONNECTED
 }

@@ -140,10 +140,12 @@ func WithReady(ready <-chan struct{}) Option {
 }
 
 // WithConnection has Run follow the state of nc, the connection the
-// consumer uses, and open a message iterator only while nc is connected.
-// The client library leaves an iterator opened during a reconnect waiting
-// for its missed heartbeats (30s) instead of asking for messages once the
-// connection is back; without nc, Run relies on those heartbeats alone.
+// consumer uses (see [link]). Run then opens a message iterator only
+// while nc is connected: the client library leaves an iterator opened
+// during a reconnect waiting for its missed heartbeats (30s). And when nc
+// goes down, the messages in flight are given up at once and nak'd when
+// it is back, instead of waiting for a PubAck that cannot come until the
+// ack wait. Without nc, Run relies on heartbeats and the ack wait alone.
 func WithConnection(nc *nats.Conn) Option {
 	return func(p *Processor) error {
 		if nc == nil {
@@ -171,6 +173,7 @@ type Processor struct {
 	backlog      atomic.Uint64   // NumPending of the last delivery
 	ready        <-chan struct{} // RouteNow refuses until closed; nil: ready
 	nc           *nats.Conn      // the consumer's connection, if given
+	link         *link           // follows nc while Run runs
 	err          error           // from an option, returned by Run
 	// pullOpts are added to the iterator's options (tests shorten the
 	// heartbeat).
@@ -255,7 +258,9 @@ const (
 // deskrelay_pipeline_consume_errors_total, and followed, after a backoff
 // of 100ms doubling up to 30s, by a new message iterator; with
 // [WithConnection] an iterator is opened only while the connection is up,
-// so that Run resumes at once after a reconnect. Run returns an
+// so that Run resumes at once after a reconnect, and a message in flight
+// when the connection goes down is retried after the retry delay, not the
+// ack wait. Run returns an
 // error, prefixed "pipeline:", only when it cannot go on: an invalid
 // option ([ErrInvalidOption]), a closed connection
 // ([nats.ErrConnectionClosed] or [jetstream.ErrConnectionClosed]), or a
@@ -271,6 +276,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	// so that in-flight messages can publish and ack.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	p.link = startLink(workCtx, p.nc)
+	defer p.link.stop()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, p.maxPending)
 	workers := make(chan struct{}, p.cfg.Workers)
@@ -301,11 +308,9 @@ func (p *Processor) Run(ctx context.Context) error {
 // until ctx ends (nil) or an error leaves nothing to retry.
 func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}) error {
 	opts := append([]jetstream.PullMessagesOpt{jetstream.PullMaxMessages(p.maxPending)}, p.pullOpts...)
-	conn := watchConn(p.nc)
-	defer conn.close()
 	failures := 0
 	for {
-		err := p.consumeIterator(ctx, workCtx, wg, slots, workers, conn, opts, &failures)
+		err := p.consumeIterator(ctx, workCtx, wg, slots, workers, opts, &failures)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
@@ -338,8 +343,8 @@ func (p *Processor) consume(ctx, workCtx context.Context, wg *sync.WaitGroup, sl
 
 // consumeIterator hands the messages of one iterator to handlers. It
 // returns nil when ctx ended, else the iterator's error.
-func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}, conn *connWatch, opts []jetstream.PullMessagesOpt, failures *int) error {
-	it, err := p.openIterator(ctx, conn, opts)
+func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitGroup, slots, workers chan struct{}, opts []jetstream.PullMessagesOpt, failures *int) error {
+	it, err := p.openIterator(ctx, opts)
 	if it == nil {
 		return err
 	}
@@ -386,18 +391,18 @@ func (p *Processor) consumeIterator(ctx, workCtx context.Context, wg *sync.WaitG
 
 // openIterator opens a message iterator once the connection is up, and
 // again when the connection went down while it was being opened (see
-// [connWatch] for why). It returns a nil iterator when ctx ended (and a
+// [link] for why). It returns a nil iterator when ctx ended (and a
 // nil error) or opening failed.
-func (p *Processor) openIterator(ctx context.Context, conn *connWatch, opts []jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
+func (p *Processor) openIterator(ctx context.Context, opts []jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
 	for {
-		if !conn.settle(ctx) {
+		if !p.link.settle(ctx) {
 			return nil, nil
 		}
 		it, err := p.cons.Messages(opts...)
 		if err != nil {
 			return nil, fmt.Errorf("open message iterator: %w", err)
 		}
-		if conn.connected() {
+		if p.link.connected() {
 			return it, nil
 		}
 		it.Stop()
@@ -447,6 +452,9 @@ type delivery struct {
 	base     *zap.Logger
 	log      *zap.Logger // built by logger on first use
 	logTID   bool        // log has the ticket_id field
+	// work and handling's deadline (the end of the delivery's ack wait)
+	// bound a wait for the connection before a nak.
+	work, handling context.Context
 }
 
 // logger returns the processor's logger with the delivery's fields. It is
@@ -474,7 +482,20 @@ func (p *Processor) exhausted(d *delivery) bool {
 
 // nakLater naks d for a redelivery after [RetryDelay].
 func (p *Processor) nakLater(d *delivery) {
-	if err := d.msg.NakWithDelay(RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)); err != nil {
+	delay := RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)
+	err := d.msg.NakWithDelay(delay)
+	if err != nil && d.work != nil && !p.link.connected() {
+		// Nothing is buffered while the connection is down: nak once it
+		// is back, while the delivery is still ours, or the message waits
+		// for its whole ack wait.
+		deadline, _ := d.handling.Deadline()
+		ctx, cancel := context.WithDeadline(d.work, deadline)
+		if p.link.waitUp(ctx) {
+			err = d.msg.NakWithDelay(delay)
+		}
+		cancel()
+	}
+	if err != nil {
 		d.logger().Warn("nak failed; the message is redelivered after ack_wait", zap.Error(err))
 	}
 }
@@ -526,8 +547,10 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 	if d.id = msg.Headers().Get(nats.MsgIdHdr); d.id == "" {
 		d.id = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
 	}
-	hctx, cancel := context.WithTimeout(ctx, p.cfg.AckWait)
+	// Cancelled at the ack wait, or when the connection goes down ([link]).
+	hctx, cancel := context.WithTimeout(p.link.context(ctx), p.cfg.AckWait)
 	defer cancel()
+	d.work, d.handling = ctx, hctx
 
 	var tk ticket.Ticket
 	err := p.guard(d, StageDecode, func() (err error) { tk, err = ticket.Decode(msg.Data()); return err })
@@ -677,6 +700,9 @@ func (p *Processor) retry(runCtx, ctx context.Context, d *delivery, stage, ticke
 	if p.exhausted(d) {
 		p.deadLetter(ctx, d, ticket.ReasonMaxDeliver, ticketID, fmt.Errorf("after %d deliveries: %w", d.meta.NumDelivered, err))
 		return
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, errConnectionLost) && errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", cause, err)
 	}
 	p.m.retries.WithLabelValues(stage).Inc()
 	d.logger().Warn("transient failure, message will be redelivered", zap.String("stage", stage),

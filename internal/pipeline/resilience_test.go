@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -23,15 +24,21 @@ import (
 	"github.com/deskrelay/deskrelay/config"
 	"github.com/deskrelay/deskrelay/internal/bus"
 	"github.com/deskrelay/deskrelay/internal/bus/bustest"
+	"github.com/deskrelay/deskrelay/ticket"
 )
 
 // connectBus connects to url and returns a provisioned Bus on it.
 func connectBus(t *testing.T, url string) (*bus.Bus, *nats.Conn) {
 	t.Helper()
-	ncfg := config.NATS{URL: url}
+	return connectBusWith(t, config.NATS{URL: url})
+}
+
+// connectBusWith connects as ncfg says and returns a provisioned Bus.
+func connectBusWith(t *testing.T, ncfg config.NATS) (*bus.Bus, *nats.Conn) {
+	t.Helper()
 	nc, err := bus.Connect(t.Context(), ncfg, nil, zaptest.NewLogger(t))
 	if err != nil {
-		t.Fatalf("Connect(%s): %v", url, err)
+		t.Fatalf("Connect(%s): %v", ncfg.URL, err)
 	}
 	bustest.CloseOnCleanup(t, nc)
 	b, err := bus.New(nc, ncfg, zaptest.NewLogger(t), nil)
@@ -240,6 +247,69 @@ func TestRunReopensAnIteratorOpenedDuringAnOutage(t *testing.T) {
 	routeAfterRestart(t, b, nc, errc, "INC32", 10*time.Second)
 	if n := cons.opens.Load(); n != 2 {
 		t.Errorf("iterators opened = %d, want 2 (the one opened during the outage, then its replacement)", n)
+	}
+}
+
+// stuckPublisher holds its first routed publish until its context ends,
+// as a publish does whose PubAck was lost with the connection; the
+// others go through.
+type stuckPublisher struct {
+	*bus.Bus
+	held    chan struct{} // closed once the first publish waits
+	stuck   atomic.Bool
+	waiting sync.Once
+}
+
+func (p *stuckPublisher) PublishRouted(ctx context.Context, msgID string, r *ticket.Routed) error {
+	if p.stuck.CompareAndSwap(false, true) {
+		p.waiting.Do(func() { close(p.held) })
+		<-ctx.Done()
+		return fmt.Errorf("publish routed: %w", ctx.Err())
+	}
+	return p.Bus.PublishRouted(ctx, msgID, r)
+}
+
+// TestRunRetriesAMessageInFlightWhenTheConnectionDrops: the connection
+// drops while a routed publish waits for its PubAck. Without a hand, the
+// publish would wait for the whole ack wait (30s) and the message for its
+// redelivery; Run gives up the publish when the connection goes down,
+// naks the message once the connection is back, and it is routed after
+// the retry delay.
+func TestRunRetriesAMessageInFlightWhenTheConnectionDrops(t *testing.T) {
+	dir, srv, port, b, nc, cons := restartable(t)
+	cfg := config.Pipeline{RetryDelay: 200 * time.Millisecond}
+	pub := &stuckPublisher{Bus: b, held: make(chan struct{})}
+	p := New(cons, doer, toL2Portal, pub, cfg, zaptest.NewLogger(t), nil, WithClock(func() time.Time { return fixedNow }), WithConnection(nc))
+	errc := runUntilStopped(t, p)
+	routedCh := make(chan *nats.Msg, 8)
+	sub, err := nc.ChanSubscribe("deskrelay.routed.>", routedCh)
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := b.Ingest(t.Context(), goodTicket("INC33")); err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	select {
+	case <-pub.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("routed publish not started within 10s")
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	bustest.StartAt(t, dir, port)
+	waitConnected(t, nc)
+	back := time.Now()
+	select {
+	case msg := <-routedCh: // the subscription moved to the new server
+		if got := msg.Header.Get("Deskrelay-Ticket-Id"); got != "INC33" {
+			t.Errorf("routed ticket %q, want INC33", got)
+		}
+		t.Logf("routed %v after the reconnect", time.Since(back))
+	case err := <-errc:
+		t.Fatalf("Run = %v after the restart, want it to keep running", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("message in flight at the disconnect not routed within 10s of the reconnect")
 	}
 }
 
