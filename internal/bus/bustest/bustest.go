@@ -73,19 +73,25 @@ func Cluster(t testing.TB, n int) []*server.Server {
 		t.Fatalf("bustest.Cluster(%d): need at least one node", n)
 	}
 	// Route ports must be known before the first node starts: reserve them
-	// by listening on port 0, then release them for the servers.
+	// by listening on port 0, all at once (a port released at once could
+	// be handed out again for the next node), then release them for the
+	// servers.
 	ports := make([]int, n)
+	listeners := make([]net.Listener, n)
 	var routes []*url.URL
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("reserve a cluster port: %v", err)
 		}
+		listeners[i] = l
 		ports[i] = l.Addr().(*net.TCPAddr).Port
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
+	}
+	for _, l := range listeners {
 		if err := l.Close(); err != nil {
 			t.Fatalf("release cluster port: %v", err)
 		}
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
 	}
 	servers := make([]*server.Server, n)
 	for i := range servers {
