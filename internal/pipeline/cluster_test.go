@@ -16,9 +16,11 @@ import (
 // TestRunSurvivesALostClusterNode runs the processor on a 3-node cluster
 // with every stream replicated three times, stops the node it is
 // connected to, and stores more tickets: every ticket stored before and
-// after is routed, once. A ticket whose routed publish was in flight is
-// nak'd once the client has moved to another node; one the server was
-// delivering when the node went away is redelivered after the ack wait.
+// after is routed, once. (How fast: a ticket whose routed publish was in
+// flight is nak'd once the client has moved to another node, see
+// TestRunRetriesAMessageInFlightWhenTheConnectionDrops; one the server was
+// delivering when the node went away is redelivered after the ack wait,
+// 5s here.)
 func TestRunSurvivesALostClusterNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")

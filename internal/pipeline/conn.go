@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -43,8 +44,8 @@ type link struct {
 
 	epoch atomic.Pointer[epoch]
 
-	mu sync.Mutex
-	up chan struct{} // closed while connected
+	mu      sync.Mutex
+	settled chan struct{} // closed while connected, and for good once closed
 }
 
 // epoch is a context cancelled when the connection goes down.
@@ -64,12 +65,12 @@ func startLink(work context.Context, nc *nats.Conn) *link {
 	if nc == nil {
 		return nil
 	}
-	l := &link{nc: nc, work: work, up: make(chan struct{})}
+	l := &link{nc: nc, work: work, settled: make(chan struct{})}
 	l.epoch.Store(newEpoch(work))
 	// Listen first, then look: a change after the look is an event.
 	l.events = nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
-	if nc.Status() == nats.CONNECTED {
-		close(l.up)
+	if st := nc.Status(); st == nats.CONNECTED || st == nats.CLOSED {
+		close(l.settled)
 	}
 	go l.follow()
 	return l
@@ -77,14 +78,19 @@ func startLink(work context.Context, nc *nats.Conn) *link {
 
 // follow applies the connection's events until stop.
 func (l *link) follow() {
+	final := false // closed: nothing changes any more
 	for st := range l.events {
 		l.mu.Lock()
-		isUp := closed(l.up)
+		settled := closed(l.settled)
 		switch {
-		case st == nats.CONNECTED && !isUp:
-			close(l.up)
-		case st != nats.CONNECTED && isUp:
-			l.up = make(chan struct{})
+		case final:
+		case st == nats.CONNECTED || st == nats.CLOSED:
+			if !settled {
+				close(l.settled)
+			}
+			final = st == nats.CLOSED
+		case settled:
+			l.settled = make(chan struct{})
 		}
 		l.mu.Unlock()
 		if st != nats.CONNECTED {
@@ -118,24 +124,28 @@ func (l *link) context(fallback context.Context) context.Context {
 	return l.epoch.Load().ctx
 }
 
-// settle waits until the connection is up, or closed (the iterator then
-// says so). It returns false when ctx ended first.
+// settle waits until the connection is up, or closed or draining (the
+// iterator then says so). It returns false when ctx ended first.
 func (l *link) settle(ctx context.Context) bool {
 	if l == nil {
 		return ctx.Err() == nil
 	}
 	for {
 		switch l.nc.Status() {
-		case nats.CONNECTED, nats.CLOSED:
+		case nats.CONNECTED, nats.CLOSED, nats.DRAINING_SUBS, nats.DRAINING_PUBS:
 			return ctx.Err() == nil
 		}
 		l.mu.Lock()
-		up := l.up
+		settled := l.settled
 		l.mu.Unlock()
+		if closed(settled) { // follow has not seen the change yet
+			settled = nil
+		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-up: // then look again: it may be down once more
+		case <-settled: // then look again: it may be down once more
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

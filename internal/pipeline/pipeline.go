@@ -452,9 +452,9 @@ type delivery struct {
 	base     *zap.Logger
 	log      *zap.Logger // built by logger on first use
 	logTID   bool        // log has the ticket_id field
-	// work and handling's deadline (the end of the delivery's ack wait)
-	// bound a wait for the connection before a nak.
-	work, handling context.Context
+	// stop, work and handling's deadline (the ack wait counted from the
+	// start of the handler) bound a wait for the connection before a nak.
+	stop, work, handling context.Context
 }
 
 // logger returns the processor's logger with the delivery's fields. It is
@@ -484,15 +484,17 @@ func (p *Processor) exhausted(d *delivery) bool {
 func (p *Processor) nakLater(d *delivery) {
 	delay := RetryDelay(p.cfg.RetryDelay, d.meta.NumDelivered)
 	err := d.msg.NakWithDelay(delay)
-	if err != nil && d.work != nil && !p.link.connected() {
+	if err != nil && p.link != nil && d.handling != nil && d.stop.Err() == nil {
 		// Nothing is buffered while the connection is down: nak once it
-		// is back, while the delivery is still ours, or the message waits
-		// for its whole ack wait.
+		// is back, within the ack wait and unless Run stops, or the
+		// message waits for its whole ack wait.
 		deadline, _ := d.handling.Deadline()
 		ctx, cancel := context.WithDeadline(d.work, deadline)
+		stopWaiting := context.AfterFunc(d.stop, cancel)
 		if p.link.waitUp(ctx) {
 			err = d.msg.NakWithDelay(delay)
 		}
+		stopWaiting()
 		cancel()
 	}
 	if err != nil {
@@ -550,7 +552,7 @@ func (p *Processor) handle(stopCtx, ctx context.Context, workers chan struct{}, 
 	// Cancelled at the ack wait, or when the connection goes down ([link]).
 	hctx, cancel := context.WithTimeout(p.link.context(ctx), p.cfg.AckWait)
 	defer cancel()
-	d.work, d.handling = ctx, hctx
+	d.stop, d.work, d.handling = stopCtx, ctx, hctx
 
 	var tk ticket.Ticket
 	err := p.guard(d, StageDecode, func() (err error) { tk, err = ticket.Decode(msg.Data()); return err })
@@ -697,12 +699,15 @@ func (p *Processor) retry(runCtx, ctx context.Context, d *delivery, stage, ticke
 		p.release(d.msg)
 		return
 	}
-	if p.exhausted(d) {
+	lost := errors.Is(context.Cause(ctx), errConnectionLost) && errors.Is(err, context.Canceled)
+	if lost {
+		err = fmt.Errorf("%w: %w", errConnectionLost, err)
+	}
+	// An interrupted last delivery is not dead-lettered: ctx is cancelled,
+	// so the dead letter could not be stored anyway.
+	if !lost && p.exhausted(d) {
 		p.deadLetter(ctx, d, ticket.ReasonMaxDeliver, ticketID, fmt.Errorf("after %d deliveries: %w", d.meta.NumDelivered, err))
 		return
-	}
-	if cause := context.Cause(ctx); errors.Is(cause, errConnectionLost) && errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w: %w", cause, err)
 	}
 	p.m.retries.WithLabelValues(stage).Inc()
 	d.logger().Warn("transient failure, message will be redelivered", zap.String("stage", stage),

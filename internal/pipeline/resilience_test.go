@@ -158,6 +158,28 @@ func TestRunStartedDuringAnOutage(t *testing.T) {
 	}
 }
 
+// TestRunEndsWhenTheConnectionClosesDuringAnOutage: Run waits for the
+// connection before it opens an iterator; a connection closed meanwhile
+// ends Run with the closed connection's error.
+func TestRunEndsWhenTheConnectionClosesDuringAnOutage(t *testing.T) {
+	_, srv, _, b, nc, cons := restartable(t)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	p := New(cons, doer, toL2Portal, b, config.Pipeline{}, zaptest.NewLogger(t), nil, WithConnection(nc))
+	errc := runUntilStopped(t, p)
+	awaitStatus(nc, nats.RECONNECTING)
+	time.Sleep(200 * time.Millisecond) // Run waiting for the connection
+	nc.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, jetstream.ErrConnectionClosed) {
+			t.Errorf("Run = %v, want the closed connection's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still waiting 5s after the connection closed")
+	}
+}
+
 // downConsumer counts the iterators opened. With down and up, it stops the
 // server while its first iterator is being opened, and starts it again
 // when that iterator is stopped: the connection goes down between Run's
