@@ -252,11 +252,7 @@ func (d *Directory) follow(ctx context.Context, w jetstream.KeyWatcher, reconnec
 			return nil
 		case <-stalled:
 			return errLoadStalled
-		case _, ok := <-reconnects:
-			if !ok { // closed by Run only, after follow: no more events
-				reconnects = nil
-				continue
-			}
+		case <-reconnects: // closed only by Run, after follow returned
 			return errReconnected
 		case e, ok := <-w.Updates():
 			switch {

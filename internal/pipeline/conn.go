@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,13 +38,10 @@ var errConnectionLost = errors.New("the NATS connection went down while the mess
 // time, and JetStream drops the copy.
 type link struct {
 	nc     *nats.Conn
-	events chan nats.Status
-	work   context.Context // parent of the epochs
+	events chan nats.Status // the connection going down
+	work   context.Context  // parent of the epochs
 
 	epoch atomic.Pointer[epoch]
-
-	mu      sync.Mutex
-	settled chan struct{} // closed while connected, and for good once closed
 }
 
 // epoch is a context cancelled when the connection goes down.
@@ -65,47 +61,15 @@ func startLink(work context.Context, nc *nats.Conn) *link {
 	if nc == nil {
 		return nil
 	}
-	l := &link{nc: nc, work: work, settled: make(chan struct{})}
+	l := &link{nc: nc, work: work}
 	l.epoch.Store(newEpoch(work))
-	// Listen first, then look: a change after the look is an event.
-	l.events = nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
-	if st := nc.Status(); st == nats.CONNECTED || st == nats.CLOSED {
-		close(l.settled)
-	}
-	go l.follow()
-	return l
-}
-
-// follow applies the connection's events until stop.
-func (l *link) follow() {
-	final := false // closed: nothing changes any more
-	for st := range l.events {
-		l.mu.Lock()
-		settled := closed(l.settled)
-		switch {
-		case final:
-		case st == nats.CONNECTED || st == nats.CLOSED:
-			if !settled {
-				close(l.settled)
-			}
-			final = st == nats.CLOSED
-		case settled:
-			l.settled = make(chan struct{})
-		}
-		l.mu.Unlock()
-		if st != nats.CONNECTED {
+	l.events = nc.StatusChanged(nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
+	go func() {
+		for range l.events { // until stop
 			l.epoch.Swap(newEpoch(l.work)).cancel(errConnectionLost)
 		}
-	}
-}
-
-func closed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
+	}()
+	return l
 }
 
 // stop ends the link.
@@ -124,28 +88,31 @@ func (l *link) context(fallback context.Context) context.Context {
 	return l.epoch.Load().ctx
 }
 
+// settlePoll is how often settle looks at the connection's state.
+const settlePoll = 10 * time.Millisecond
+
 // settle waits until the connection is up, or closed or draining (the
-// iterator then says so). It returns false when ctx ended first.
+// iterator then says so). It returns false when ctx ended first. It looks
+// at the state every settlePoll: it waits only while the connection is
+// down, where 10ms do not matter.
 func (l *link) settle(ctx context.Context) bool {
 	if l == nil {
 		return ctx.Err() == nil
 	}
+	var tick *time.Ticker
 	for {
 		switch l.nc.Status() {
 		case nats.CONNECTED, nats.CLOSED, nats.DRAINING_SUBS, nats.DRAINING_PUBS:
 			return ctx.Err() == nil
 		}
-		l.mu.Lock()
-		settled := l.settled
-		l.mu.Unlock()
-		if closed(settled) { // follow has not seen the change yet
-			settled = nil
+		if tick == nil {
+			tick = time.NewTicker(settlePoll)
+			defer tick.Stop()
 		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-settled: // then look again: it may be down once more
-		case <-time.After(10 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 }

@@ -452,8 +452,10 @@ type delivery struct {
 	base     *zap.Logger
 	log      *zap.Logger // built by logger on first use
 	logTID   bool        // log has the ticket_id field
-	// stop, work and handling's deadline (the ack wait counted from the
-	// start of the handler) bound a wait for the connection before a nak.
+	// Run's stop and work contexts and handling's deadline (the ack wait
+	// counted from the start of the handler) bound a wait for the
+	// connection before a nak: it ends when Run stops, or when a Run
+	// ended by an error gives up its handlers.
 	stop, work, handling context.Context
 }
 
